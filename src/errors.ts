@@ -1,0 +1,186 @@
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+
+/** Why a request was refused: the label of the refusal log line and of the refusals metric. */
+export type RefusalReason =
+  | 'origin'
+  | 'rate_limit'
+  | 'validation'
+  | 'bad_request'
+  | 'not_found'
+  | 'upstream'
+  | 'breaker'
+  | 'overloaded'
+  | 'internal';
+
+export interface AppErrorOptions {
+  reason: RefusalReason;
+  retryAfter?: number;
+  details?: Record<string, unknown>;
+  headers?: Record<string, string>;
+  /** Logged with the refusal, never sent to the client. */
+  logContext?: Record<string, unknown>;
+}
+
+/** An error that already knows its status and the client-safe message of the envelope. */
+export class AppError extends Error {
+  readonly statusCode: number;
+  readonly reason: RefusalReason;
+  readonly retryAfter: number | undefined;
+  readonly details: Record<string, unknown> | undefined;
+  readonly headers: Record<string, string>;
+  readonly logContext: Record<string, unknown> | undefined;
+
+  constructor(statusCode: number, message: string, options: AppErrorOptions) {
+    super(message);
+    this.name = 'AppError';
+    this.statusCode = statusCode;
+    this.reason = options.reason;
+    this.retryAfter = options.retryAfter;
+    this.details = options.details;
+    this.headers = options.headers ?? {};
+    this.logContext = options.logContext;
+  }
+}
+
+export const errorEnvelopeSchema = z
+  .object({
+    error: z.object({
+      code: z.number().int().describe('The HTTP status, repeated.'),
+      message: z.string().describe('What went wrong, safe to show a developer.'),
+      request_id: z.string().describe('Also in the X-Request-ID header; quote it in bug reports.'),
+      retry_after: z.number().int().optional().describe('Seconds to wait before trying again.'),
+      details: z.record(z.string(), z.unknown()).optional(),
+    }),
+  })
+  .describe('The one error envelope of every route and every layer.');
+
+export type ErrorEnvelope = z.infer<typeof errorEnvelopeSchema>;
+
+export function envelope(
+  statusCode: number,
+  message: string,
+  requestId: string,
+  extra: { retryAfter?: number; details?: Record<string, unknown> } = {},
+): ErrorEnvelope {
+  return {
+    error: {
+      code: statusCode,
+      message,
+      request_id: requestId,
+      ...(extra.retryAfter !== undefined ? { retry_after: extra.retryAfter } : {}),
+      ...(extra.details !== undefined ? { details: extra.details } : {}),
+    },
+  };
+}
+
+interface FieldProblem {
+  path: string;
+  message: string;
+}
+
+function fieldProblems(validation: readonly unknown[]): FieldProblem[] {
+  const fields: FieldProblem[] = [];
+  for (const raw of validation) {
+    const item = raw as { instancePath?: string; message?: string; keyword?: string; params?: { keys?: unknown } };
+    const path = (item.instancePath ?? '').replace(/^\//, '').replaceAll('/', '.');
+    if (item.keyword === 'unrecognized_keys' && Array.isArray(item.params?.keys)) {
+      for (const key of item.params.keys) {
+        fields.push({ path: path ? `${path}.${String(key)}` : String(key), message: 'is not a known field' });
+      }
+      continue;
+    }
+    fields.push({ path: path || '(body)', message: item.message ?? 'is invalid' });
+  }
+  return fields;
+}
+
+/** Turns anything thrown by any layer into an AppError whose message is safe to send. */
+export function toAppError(error: FastifyError | AppError | Error): AppError {
+  if (error instanceof AppError) return error;
+  if (hasZodFastifySchemaValidationErrors(error)) {
+    return new AppError(422, 'The request body does not match the schema.', {
+      reason: 'validation',
+      details: { fields: fieldProblems(error.validation) },
+    });
+  }
+  const code = (error as FastifyError).code;
+  switch (code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new AppError(400, 'The request body is not valid JSON.', { reason: 'bad_request' });
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AppError(413, 'The request body is larger than 16 KiB.', { reason: 'bad_request' });
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError(415, 'The request body must be application/json.', { reason: 'bad_request' });
+    default:
+      break;
+  }
+  if (error instanceof SyntaxError) {
+    return new AppError(400, 'The request body is not valid JSON.', { reason: 'bad_request' });
+  }
+  const status = (error as FastifyError).statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new AppError(status, STATUS_CODES[status] ?? 'Bad request', { reason: 'bad_request' });
+  }
+  return new AppError(500, 'Internal server error.', { reason: 'internal' });
+}
+
+export interface RefusalObserver {
+  (request: FastifyRequest, error: AppError): void;
+}
+
+function sendError(request: FastifyRequest, reply: FastifyReply, error: AppError): FastifyReply {
+  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+  if (error.retryAfter !== undefined) reply.header('retry-after', String(error.retryAfter));
+  return reply
+    .code(error.statusCode)
+    .header('cache-control', 'no-store')
+    .type('application/json; charset=utf-8')
+    .send(
+      envelope(error.statusCode, error.message, request.id, {
+        retryAfter: error.retryAfter,
+        details: error.details,
+      }),
+    );
+}
+
+/** The one error handler and the not-found handler: every failure leaves in the same envelope. */
+export const errorHandling = fp(
+  async function errorHandling(app: FastifyInstance, opts: { onRefusal: RefusalObserver }) {
+    // url -> methods, to tell a missing route (404) from a wrong method (405).
+    const methodsByUrl = new Map<string, Set<string>>();
+    app.addHook('onRoute', (route) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method];
+      const known = methodsByUrl.get(route.url) ?? new Set<string>();
+      for (const method of methods) known.add(method);
+      methodsByUrl.set(route.url, known);
+    });
+
+    app.setErrorHandler((rawError: FastifyError | AppError, request, reply) => {
+      const error = toAppError(rawError);
+      if (error.statusCode >= 500 && error.reason === 'internal') {
+        request.log.error({ err: rawError }, 'unhandled error');
+      }
+      opts.onRefusal(request, error);
+      return sendError(request, reply, error);
+    });
+
+    app.setNotFoundHandler((request, reply) => {
+      const path = (request.url.split('?', 1)[0] ?? '/').slice(0, 200);
+      const allowed = methodsByUrl.get(path);
+      const error = allowed
+        ? new AppError(405, `Method ${request.method} is not allowed on ${path}.`, {
+            reason: 'not_found',
+            headers: { allow: [...allowed].join(', ') },
+          })
+        : new AppError(404, `No route ${request.method} ${path}.`, { reason: 'not_found' });
+      opts.onRefusal(request, error);
+      return sendError(request, reply, error);
+    });
+  },
+  { name: 'error-handling' },
+);

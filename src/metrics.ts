@@ -1,0 +1,73 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BreakerState } from './openai/circuit-breaker.js';
+
+const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
+export type RateLimitStoreMode = 'memory' | 'redis' | 'fallback';
+const STORE_MODES: readonly RateLimitStoreMode[] = ['memory', 'redis', 'fallback'];
+
+/** Every metric of one app instance, on its own registry (so tests can build many apps). */
+export class ServiceMetrics {
+  readonly registry = new Registry();
+
+  readonly mints = new Counter({
+    name: 'realtime_token_mints_total',
+    help: 'Client secret requests that reached the minting step, by model and outcome (minted, pooled, failed).',
+    labelNames: ['model', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly refusals = new Counter({
+    name: 'realtime_token_refusals_total',
+    help: 'Requests answered with an error, by reason.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamSeconds = new Histogram({
+    name: 'openai_request_duration_seconds',
+    help: 'Duration of each attempt at an OpenAI call, by operation and outcome (HTTP status or failure kind).',
+    labelNames: ['operation', 'outcome'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly breakerState = new Gauge({
+    name: 'circuit_breaker_state',
+    help: 'Circuit breaker in front of OpenAI: 0 closed, 1 half-open, 2 open.',
+    registers: [this.registry],
+  });
+
+  readonly rateLimitStore = new Gauge({
+    name: 'rate_limit_store_mode',
+    help: 'Which store keeps the rate-limit counters: 1 for the active one (memory, redis, or fallback = in-process while Redis is down).',
+    labelNames: ['mode'] as const,
+    registers: [this.registry],
+  });
+
+  readonly poolSize = new Gauge({
+    name: 'token_pool_size',
+    help: 'Warm client secrets waiting in the pool.',
+    registers: [this.registry],
+  });
+
+  readonly poolRequests = new Counter({
+    name: 'token_pool_requests_total',
+    help: 'Default-session requests served from the warm pool (hit) or not (miss).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(collectProcessMetrics: boolean) {
+    if (collectProcessMetrics) collectDefaultMetrics({ register: this.registry });
+    this.breakerState.set(0);
+    this.setRateLimitStore('memory');
+  }
+
+  setBreakerState(state: BreakerState): void {
+    this.breakerState.set(BREAKER_VALUE[state]);
+  }
+
+  setRateLimitStore(active: RateLimitStoreMode): void {
+    for (const mode of STORE_MODES) this.rateLimitStore.set({ mode }, mode === active ? 1 : 0);
+  }
+}

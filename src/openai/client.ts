@@ -1,0 +1,288 @@
+import { Pool, errors as undiciErrors } from 'undici';
+import type { FastifyBaseLogger } from 'fastify';
+import { scrubSecrets } from './sanitize.js';
+import { UpstreamError, type UpstreamFailureKind } from './upstream-error.js';
+
+export interface MintedSecret {
+  value: string;
+  /** Unix seconds. */
+  expiresAt: number;
+  sessionId: string;
+}
+
+export interface OpenAIClientOptions {
+  baseUrl: string;
+  apiKey: string;
+  timeoutMs: number;
+  maxRetries: number;
+  /** Backoff before retry n (0-based) is uniform in [0, min(cap, base * 2^n)): "full jitter". */
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  random?: () => number;
+  now?: () => number;
+  /** Observes every attempt: for the upstream latency histogram. */
+  onAttempt?: (operation: string, outcome: string, seconds: number) => void;
+}
+
+export interface CallContext {
+  log: FastifyBaseLogger;
+}
+
+const RETRYABLE_STATUS = new Set([408, 409, 429]);
+const MAX_BODY_BYTES = 1 << 20;
+
+interface AttemptFailure {
+  kind: UpstreamFailureKind;
+  retryable: boolean;
+  message: string;
+  status?: number;
+  retryAfterMs?: number;
+  openaiRequestId?: string;
+}
+
+class AttemptError extends Error {
+  constructor(readonly failure: AttemptFailure) {
+    super(failure.message);
+  }
+}
+
+function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** retry-after-ms (OpenAI's) wins over Retry-After (seconds or an HTTP date). */
+export function retryAfterMs(
+  headers: Record<string, string | string[] | undefined>,
+  now: number,
+): number | undefined {
+  const rawMs = header(headers, 'retry-after-ms');
+  if (rawMs !== undefined && rawMs.trim() !== '') {
+    const ms = Number(rawMs);
+    if (Number.isFinite(ms) && ms >= 0) return ms;
+  }
+  const raw = header(headers, 'retry-after');
+  if (raw === undefined) return undefined;
+  const seconds = Number(raw);
+  if (raw.trim() !== '' && Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(raw);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+function openaiErrorText(body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { error?: { message?: unknown; code?: unknown; type?: unknown } };
+    const e = parsed.error;
+    if (e && typeof e === 'object') {
+      return [e.type, e.code, e.message].filter((part) => typeof part === 'string').join(': ');
+    }
+  } catch {
+    // not JSON: log a short slice of the raw text below
+  }
+  return body;
+}
+
+function classifyNetworkError(error: unknown, timedOut: boolean): AttemptFailure {
+  if (timedOut) return { kind: 'timeout', retryable: true, message: 'attempt timed out' };
+  const code = (error as { code?: string }).code ?? '';
+  if (
+    error instanceof undiciErrors.HeadersTimeoutError ||
+    error instanceof undiciErrors.BodyTimeoutError ||
+    error instanceof undiciErrors.ConnectTimeoutError ||
+    code === 'ETIMEDOUT'
+  ) {
+    return { kind: 'timeout', retryable: true, message: `timed out (${code})` };
+  }
+  return { kind: 'unreachable', retryable: true, message: `network error (${code || (error as Error).name})` };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The one HTTP client to OpenAI: a keep-alive undici Pool, per-attempt timeouts, retries with
+ * full-jitter backoff that honour Retry-After, and an overall deadline for each call.
+ */
+export class OpenAIClient {
+  private readonly pool: Pool;
+  private readonly pathPrefix: string;
+  private readonly authorization: string;
+  private readonly backoffBaseMs: number;
+  private readonly backoffCapMs: number;
+  private readonly random: () => number;
+  private readonly now: () => number;
+
+  constructor(private readonly options: OpenAIClientOptions) {
+    const url = new URL(options.baseUrl);
+    this.pathPrefix = url.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(url.origin, {
+      connections: 128,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      connect: { timeout: options.timeoutMs },
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    });
+    this.authorization = `Bearer ${options.apiKey}`;
+    this.backoffBaseMs = options.backoffBaseMs ?? 200;
+    this.backoffCapMs = options.backoffCapMs ?? 2_000;
+    this.random = options.random ?? Math.random;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The longest one call may take: every attempt timing out, plus the longest backoffs. */
+  get deadlineMs(): number {
+    return (this.options.maxRetries + 1) * this.options.timeoutMs + this.options.maxRetries * this.backoffCapMs;
+  }
+
+  /** POST /realtime/client_secrets with a pre-serialized body. */
+  async createClientSecret(body: string, ctx: CallContext): Promise<MintedSecret> {
+    const text = await this.call('client_secrets', 'POST', '/realtime/client_secrets', body, ctx);
+    return parseMintAnswer(text);
+  }
+
+  /** GET /models with a short timeout and no retries: is OpenAI there and is our key good? */
+  async checkHealth(timeoutMs: number): Promise<boolean> {
+    try {
+      const { statusCode, body } = await this.pool.request({
+        method: 'GET',
+        path: `${this.pathPrefix}/models`,
+        headers: { authorization: this.authorization },
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      await body.dump();
+      return statusCode >= 200 && statusCode < 300;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  private async call(operation: string, method: 'POST', path: string, body: string, ctx: CallContext): Promise<string> {
+    const startedAt = this.now();
+    const deadline = startedAt + this.deadlineMs;
+    const attempts = this.options.maxRetries + 1;
+    let last: AttemptFailure | undefined;
+
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      if (attempt > 0 && last) {
+        const backoff = this.random() * Math.min(this.backoffCapMs, this.backoffBaseMs * 2 ** (attempt - 1));
+        const wait = Math.max(backoff, last.retryAfterMs ?? 0);
+        if (this.now() + wait >= deadline) {
+          // Waiting as OpenAI asks would pass the deadline: say so now rather than hang.
+          throw this.failure(last, attempt, Math.ceil(wait / 1000));
+        }
+        ctx.log.debug({ attempt, wait_ms: Math.round(wait) }, 'retrying OpenAI call');
+        await sleep(wait);
+      }
+      const remaining = deadline - this.now();
+      try {
+        return await this.attempt(operation, method, path, body, Math.min(this.options.timeoutMs, remaining));
+      } catch (error) {
+        if (!(error instanceof AttemptError)) throw error;
+        last = error.failure;
+        ctx.log.warn(
+          {
+            upstream_attempt: attempt + 1,
+            upstream_status: last.status,
+            upstream_kind: last.kind,
+            openai_request_id: last.openaiRequestId,
+            openai_error: scrubSecrets(last.message),
+          },
+          'OpenAI call failed',
+        );
+        if (!last.retryable) throw this.failure(last, attempt + 1);
+      }
+    }
+    throw this.failure(last as AttemptFailure, attempts);
+  }
+
+  private failure(last: AttemptFailure, attempts: number, retryAfterSeconds?: number): UpstreamError {
+    const fromHeader = last.retryAfterMs !== undefined ? Math.max(1, Math.ceil(last.retryAfterMs / 1000)) : undefined;
+    return new UpstreamError(last.kind, scrubSecrets(last.message), {
+      status: last.status,
+      attempts,
+      retryAfterSeconds: retryAfterSeconds ?? fromHeader,
+      openaiRequestId: last.openaiRequestId,
+    });
+  }
+
+  private async attempt(operation: string, method: 'POST', path: string, body: string, timeoutMs: number) {
+    const started = performance.now();
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeoutMs);
+    const observe = (outcome: string) =>
+      this.options.onAttempt?.(operation, outcome, (performance.now() - started) / 1000);
+    try {
+      const response = await this.pool.request({
+        method,
+        path: `${this.pathPrefix}${path}`,
+        headers: { authorization: this.authorization, 'content-type': 'application/json' },
+        body,
+        signal: controller.signal,
+      });
+      let text = '';
+      let size = 0;
+      for await (const chunk of response.body) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_BODY_BYTES) {
+          response.body.destroy();
+          break;
+        }
+        text += (chunk as Buffer).toString('utf8');
+      }
+      const status = response.statusCode;
+      observe(String(status));
+      if (status >= 200 && status < 300) return text;
+      const openaiRequestId = header(response.headers, 'x-request-id');
+      const retryable = RETRYABLE_STATUS.has(status) || status >= 500;
+      throw new AttemptError({
+        kind: retryable ? 'overloaded' : 'refused',
+        retryable,
+        status,
+        message: `HTTP ${status}: ${openaiErrorText(text)}`,
+        retryAfterMs: retryAfterMs(response.headers, this.now()),
+        openaiRequestId,
+      });
+    } catch (error) {
+      if (error instanceof AttemptError) throw error;
+      const failure = classifyNetworkError(error, timedOut);
+      observe(failure.kind);
+      throw new AttemptError(failure);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** OpenAI's 200 must carry a secret, its expiry and a session id, or it is of no use. */
+export function parseMintAnswer(text: string): MintedSecret {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new UpstreamError('unusable', 'OpenAI answered 2xx with a body that is not JSON', { attempts: 1 });
+  }
+  const answer = parsed as { value?: unknown; expires_at?: unknown; session?: { id?: unknown } } | null;
+  if (
+    !answer ||
+    typeof answer.value !== 'string' ||
+    answer.value === '' ||
+    typeof answer.expires_at !== 'number' ||
+    !Number.isFinite(answer.expires_at) ||
+    typeof answer.session?.id !== 'string'
+  ) {
+    throw new UpstreamError('unusable', 'OpenAI answered 2xx without value, expires_at or session.id', {
+      attempts: 1,
+    });
+  }
+  return { value: answer.value, expiresAt: answer.expires_at, sessionId: answer.session.id };
+}

@@ -1,0 +1,96 @@
+import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
+import LocalStore from '@fastify/rate-limit/store/LocalStore.js';
+import RedisStore from '@fastify/rate-limit/store/RedisStore.js';
+import type { FastifyBaseLogger } from 'fastify';
+import { Redis } from 'ioredis';
+import type { RateLimitStoreMode } from '../metrics.js';
+
+const LOCAL_CLIENTS = 50_000;
+
+/** A Redis client that fails fast: commands error at once while disconnected, reconnects forever. */
+export function createRedis(url: string): Redis {
+  return new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 1_000,
+    commandTimeout: 500,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+  });
+}
+
+/**
+ * Which store counts right now. With Redis: 'redis' while it answers, 'fallback' (in-process
+ * counters: still limited, not shared) while it does not. Logs each switch once.
+ */
+export class RateLimitStoreState {
+  private current: RateLimitStoreMode;
+
+  constructor(
+    private readonly hasRedis: boolean,
+    private readonly log: FastifyBaseLogger,
+    private readonly onChange: (mode: RateLimitStoreMode) => void,
+  ) {
+    this.current = hasRedis ? 'fallback' : 'memory';
+    onChange(this.current);
+  }
+
+  get mode(): RateLimitStoreMode {
+    return this.current;
+  }
+
+  redisUp(): void {
+    if (!this.hasRedis || this.current === 'redis') return;
+    this.current = 'redis';
+    this.log.info('rate limit: counters shared in Redis');
+    this.onChange('redis');
+  }
+
+  redisDown(cause: string): void {
+    if (!this.hasRedis || this.current === 'fallback') return;
+    this.current = 'fallback';
+    this.log.warn({ cause }, 'rate limit: Redis unreachable, counting in-process until it returns');
+    this.onChange('fallback');
+  }
+}
+
+/** A store class for @fastify/rate-limit: Redis when it is ready, in-process counters otherwise. */
+export function failoverStore(redis: Redis, state: RateLimitStoreState): FastifyRateLimitStoreCtor {
+  const shared = new RedisStore(false, false, redis, 'parker-rl:');
+  const local = new LocalStore(false, false, LOCAL_CLIENTS);
+  redis.on('ready', () => state.redisUp());
+  redis.on('error', (error: Error) => state.redisDown(error.message));
+  redis.on('close', () => state.redisDown('connection closed'));
+
+  const store: FastifyRateLimitStore = {
+    incr(key, callback, timeWindow, max) {
+      if (redis.status !== 'ready') {
+        local.incr(key, callback, timeWindow, max);
+        return;
+      }
+      shared.incr(
+        key,
+        (error, result) => {
+          if (!error) return callback(null, result);
+          state.redisDown(error.message);
+          local.incr(key, callback, timeWindow, max);
+        },
+        timeWindow,
+        max,
+      );
+    },
+    // Keys are already namespaced per limit by the key generators.
+    child: () => store,
+  };
+  return function FailoverStore() {
+    return store;
+  } as unknown as FastifyRateLimitStoreCtor;
+}
+
+export function localStore(): FastifyRateLimitStoreCtor {
+  const local = new LocalStore(false, false, LOCAL_CLIENTS);
+  const store: FastifyRateLimitStore = { incr: (...args) => local.incr(...args), child: () => store };
+  return function SharedLocalStore() {
+    return store;
+  } as unknown as FastifyRateLimitStoreCtor;
+}
