@@ -8,5 +8,6 @@ export default defineConfig({
     // Spawned servers, Redis and Chromium are heavy: two cores, so at most two files at once.
     maxWorkers: 2,
     pool: 'forks',
+    reporters: ['default', './test/support/summary-reporter.ts'],
   },
 });

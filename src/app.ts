@@ -35,7 +35,7 @@ export interface AppDeps {
 
 /** Builds the whole service without listening. */
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
-  const logger = deps.logger ?? createLogger(config);
+  const logger: FastifyBaseLogger = deps.logger ?? createLogger(config);
   const now = deps.now ?? Date.now;
   const metrics = new ServiceMetrics(config.metricsEnabled);
 

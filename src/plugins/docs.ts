@@ -3,6 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import type { OpenAPIV3 } from 'openapi-types';
 
 /** OpenAPI generated from the routes' zod schemas, served as /openapi.json and as Swagger UI at /docs. */
 export const docs = fp(
@@ -25,6 +26,18 @@ export const docs = fp(
         ],
       },
       transform: jsonSchemaTransform,
+      // @fastify/swagger marks every body required; a nullable (optional) one is not.
+      transformObject: (document) => {
+        const openapi = 'openapiObject' in document ? document.openapiObject : document.swaggerObject;
+        for (const item of Object.values((openapi as OpenAPIV3.Document).paths ?? {})) {
+          for (const operation of Object.values(item ?? {})) {
+            const body = (operation as OpenAPIV3.OperationObject | undefined)?.requestBody as OpenAPIV3.RequestBodyObject | undefined;
+            const schema = body?.content?.['application/json']?.schema as OpenAPIV3.SchemaObject | undefined;
+            if (body && schema?.nullable) body.required = false;
+          }
+        }
+        return openapi;
+      },
     });
     await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: true } });
     app.get('/openapi.json', { schema: { hide: true }, config: { quietAccessLog: true } }, async () => app.swagger());

@@ -1,0 +1,68 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../src/logger.js';
+import { FakeOpenAI, FAKE_API_KEY } from './support/fake-openai.js';
+import { buildTestApp, EXTENSION_ORIGIN, LogCapture, type TestApp } from './support/app.js';
+
+let fake: FakeOpenAI;
+let t: TestApp;
+
+beforeEach(async () => {
+  fake = await FakeOpenAI.start();
+  t = await buildTestApp(fake, { TRUST_PROXY: '1' });
+});
+
+afterEach(async () => {
+  await t.app.close();
+  await fake.close();
+});
+
+describe('logs', () => {
+  it('write one audit line per minted secret, and no key, secret, Authorization or instructions', async () => {
+    const instructions = 'SECRET-PERSONA-TEXT call the refs blind';
+    const response = await t.app.inject({
+      method: 'POST',
+      url: '/v1/realtime/token',
+      remoteAddress: '100.64.0.2',
+      headers: {
+        origin: EXTENSION_ORIGIN,
+        'content-type': 'application/json',
+        'x-request-id': 'audit-test-1',
+        'x-forwarded-for': '203.0.113.9',
+        authorization: 'Bearer sk-client-sent-this-by-mistake',
+      },
+      payload: JSON.stringify({ instructions, voice: 'cedar', difficulty: 'savage' }),
+    });
+    expect(response.statusCode).toBe(200);
+    const { client_secret: secret, session_id: sessionId } = response.json<{ client_secret: string; session_id: string }>();
+
+    const audit = t.logs.find('client secret minted');
+    expect(audit).toHaveLength(1);
+    expect(audit[0]).toMatchObject({
+      audit: 'client_secret_minted',
+      request_id: 'audit-test-1',
+      origin: EXTENSION_ORIGIN,
+      client_ip: '203.0.113.9',
+      model: 'gpt-realtime',
+      voice: 'cedar',
+      difficulty: 'savage',
+      session_id: sessionId,
+      expires_at: expect.any(Number) as unknown,
+      upstream_ms: expect.any(Number) as unknown,
+    });
+    for (const line of t.logs.lines) expect(line.request_id === undefined || typeof line.request_id === 'string').toBe(true);
+    expect(t.logs.lines.filter((l) => l.request_id === 'audit-test-1').length).toBeGreaterThanOrEqual(2);
+
+    for (const forbidden of [FAKE_API_KEY, secret, 'SECRET-PERSONA-TEXT', 'sk-client-sent-this-by-mistake', 'Parker']) {
+      expect(t.logs.raw).not.toContain(forbidden);
+    }
+    expect(t.logs.raw.toLowerCase()).not.toContain('authorization');
+  });
+
+  it('censors secret-named fields even if a future line passes them to the logger', () => {
+    const capture = new LogCapture();
+    const logger = createLogger({ logLevel: 'info', logFormat: 'json' }, capture);
+    logger.info({ instructions: 'persona', client_secret: 'ek_1', headers: { authorization: 'Bearer sk-x' }, nested: { apiKey: 'sk-y' } }, 'oops');
+    expect(capture.raw).not.toMatch(/persona|ek_1|sk-x|sk-y/);
+    expect(capture.lines[0]).toMatchObject({ instructions: '[redacted]', client_secret: '[redacted]' });
+  });
+});

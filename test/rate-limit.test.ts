@@ -1,0 +1,98 @@
+import type { IncomingMessage } from 'node:http';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { clientAddress } from '../src/plugins/request-context.js';
+import { FakeOpenAI } from './support/fake-openai.js';
+import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from './support/app.js';
+
+let fake: FakeOpenAI;
+let t: TestApp;
+
+beforeEach(async () => {
+  fake = await FakeOpenAI.start();
+});
+
+afterEach(async () => {
+  await t.app.close();
+  await fake.close();
+});
+
+const from = (ip: string, xff?: string) =>
+  t.app.inject({
+    method: 'POST',
+    url: '/v1/realtime/token',
+    remoteAddress: ip,
+    headers: { origin: SITE_ORIGIN, 'content-type': 'application/json', ...(xff ? { 'x-forwarded-for': xff } : {}) },
+    payload: '{}',
+  });
+
+describe('rate limit on the token route', () => {
+  it('allows RATE_LIMIT_PER_MINUTE per client; the 11th is a 429 in the envelope, CORS intact', async () => {
+    t = await buildTestApp(fake);
+    for (let i = 0; i < 10; i++) {
+      const ok = await from('10.0.0.1');
+      expect(ok.statusCode).toBe(200);
+      expect(ok.headers['x-ratelimit-remaining']).toBe(String(9 - i));
+    }
+    const limited = await from('10.0.0.1');
+    const envelope = expectEnvelope(limited, 429);
+    expect(envelope.error.retry_after).toBeGreaterThan(0);
+    expect(envelope.error.retry_after).toBeLessThanOrEqual(60);
+    expect(limited.headers['retry-after']).toBe(String(envelope.error.retry_after));
+    const details = envelope.error.details as { limit: number; remaining: number; reset_time: string };
+    expect(details.limit).toBe(10);
+    expect(details.remaining).toBe(0);
+    expect(new Date(details.reset_time).toISOString()).toBe(details.reset_time);
+    expect(Date.parse(details.reset_time)).toBeGreaterThan(Date.now());
+    expect(limited.headers['access-control-allow-origin']).toBe(SITE_ORIGIN);
+    expect(fake.mintRequests).toHaveLength(10);
+    expect(t.logs.find('request refused').at(-1)).toMatchObject({ refusal: 'rate_limit', status: 429 });
+
+    // another client still has its own budget
+    expect((await from('10.0.0.2')).statusCode).toBe(200);
+  });
+
+  it('never limits /healthz and never origin-checks it', async () => {
+    t = await buildTestApp(fake, { RATE_LIMIT_PER_MINUTE: '1' });
+    for (let i = 0; i < 30; i++) {
+      expect((await t.app.inject({ method: 'GET', url: '/healthz', remoteAddress: '10.0.0.9' })).statusCode).toBe(200);
+    }
+  });
+
+  it('with TRUST_PROXY=1, keys on the right-most X-Forwarded-For entry, whatever the client types on the left', async () => {
+    t = await buildTestApp(fake, { TRUST_PROXY: '1', RATE_LIMIT_PER_MINUTE: '2' });
+    expect((await from('100.64.0.1', '1.1.1.1, 203.0.113.7')).statusCode).toBe(200);
+    expect((await from('100.64.0.1', '2.2.2.2, 203.0.113.7')).statusCode).toBe(200);
+    expectEnvelope(await from('100.64.0.1', '3.3.3.3, 203.0.113.7'), 429);
+    // a different real client behind the same proxy is not affected
+    expect((await from('100.64.0.1', '203.0.113.8')).statusCode).toBe(200);
+  });
+
+  it('with TRUST_PROXY=0, ignores X-Forwarded-For entirely', async () => {
+    t = await buildTestApp(fake, { RATE_LIMIT_PER_MINUTE: '1' });
+    expect((await from('10.0.0.3', '198.51.100.1')).statusCode).toBe(200);
+    expectEnvelope(await from('10.0.0.3', '198.51.100.2'), 429);
+  });
+
+  it('RATE_LIMIT_BURST caps requests per second', async () => {
+    t = await buildTestApp(fake, { RATE_LIMIT_BURST: '2' });
+    expect((await from('10.0.0.4')).statusCode).toBe(200);
+    expect((await from('10.0.0.4')).statusCode).toBe(200);
+    const burst = expectEnvelope(await from('10.0.0.4'), 429);
+    expect(burst.error.message).toContain('per second');
+    expect(burst.error.retry_after).toBe(1);
+  });
+});
+
+describe('clientAddress', () => {
+  const req = (xff: string | undefined, peer = '10.9.9.9') =>
+    ({ headers: xff === undefined ? {} : { 'x-forwarded-for': xff }, socket: { remoteAddress: peer } }) as unknown as IncomingMessage;
+
+  it('counts trusted hops from the right', () => {
+    expect(clientAddress(req('6.6.6.6, 1.1.1.1, 2.2.2.2'), 2)).toBe('1.1.1.1');
+    expect(clientAddress(req('6.6.6.6, 1.1.1.1, 2.2.2.2'), 1)).toBe('2.2.2.2');
+    expect(clientAddress(req('1.1.1.1'), 3)).toBe('1.1.1.1');
+    expect(clientAddress(req(undefined), 1)).toBe('10.9.9.9');
+    expect(clientAddress(req(' , '), 1)).toBe('10.9.9.9');
+    expect(clientAddress(req('6.6.6.6'), 0)).toBe('10.9.9.9');
+  });
+});

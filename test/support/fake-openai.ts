@@ -1,0 +1,171 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { validateClientSecretRequest } from './openai-schema.js';
+
+/** What the fake does with the next POST /realtime/client_secrets. */
+export type Behaviour =
+  | { kind: 'ok'; delayMs?: number }
+  | { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string>; delayMs?: number }
+  | { kind: 'raw'; status: number; body: string; contentType?: string }
+  /** Accepts the request and never answers. */
+  | { kind: 'hang' }
+  /** Destroys the connection without an answer. */
+  | { kind: 'reset' };
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  headers: IncomingMessage['headers'];
+  body: unknown;
+  /** Problems found validating the body against OpenAI's schema (empty: valid). */
+  schemaErrors: string[];
+  at: number;
+}
+
+export const FAKE_API_KEY = 'sk-test-fake-0123456789abcdefghij';
+
+function openaiError(message: string, type: string, code: string | null) {
+  return { error: { message, type, param: null, code } };
+}
+
+/** A real HTTP server on loopback that behaves like OpenAI's client-secret endpoint. */
+export class FakeOpenAI {
+  readonly requests: RecordedRequest[] = [];
+  modelsCalls = 0;
+  modelsStatus = 200;
+  /** Added before every answer, scripted or not. */
+  latencyMs = 0;
+  private keepRequests = true;
+  private readonly queue: Behaviour[] = [];
+  private readonly sockets = new Set<Socket>();
+  private readonly hanging = new Set<ServerResponse>();
+  private readonly waiters: { count: number; resolve: () => void }[] = [];
+  private minted = 0;
+
+  private constructor(
+    private readonly server: Server,
+    readonly baseUrl: string,
+  ) {}
+
+  /** keepRequests: false for long benchmark runs (nothing is recorded, so memory stays flat). */
+  static async start(options: { latencyMs?: number; port?: number; keepRequests?: boolean } = {}): Promise<FakeOpenAI> {
+    const server = createServer();
+    server.keepAliveTimeout = 60_000;
+    server.listen(options.port ?? 0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    const fake = new FakeOpenAI(server, `http://127.0.0.1:${port}/v1`);
+    fake.latencyMs = options.latencyMs ?? 0;
+    fake.keepRequests = options.keepRequests ?? true;
+    server.on('connection', (socket) => {
+      fake.sockets.add(socket);
+      socket.on('close', () => fake.sockets.delete(socket));
+    });
+    server.on('request', (req, res) => {
+      fake.handle(req, res).catch((error: unknown) => {
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(`fake OpenAI failed: ${String(error)}`);
+      });
+    });
+    return fake;
+  }
+
+  /** Behaviours for the next mint calls, in order; after them every call succeeds. */
+  script(...behaviours: Behaviour[]): void {
+    this.queue.push(...behaviours);
+  }
+
+  get mintRequests(): RecordedRequest[] {
+    return this.requests.filter((r) => r.path === '/v1/realtime/client_secrets');
+  }
+
+  /** Resolves once `count` mint requests have arrived (already, or later). */
+  waitForMintRequests(count: number): Promise<void> {
+    if (this.mintRequests.length >= count) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ count, resolve }));
+  }
+
+  async close(): Promise<void> {
+    for (const res of this.hanging) res.destroy();
+    for (const socket of this.sockets) socket.destroy();
+    this.server.close();
+    await once(this.server, 'close');
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+
+    if (req.headers.authorization !== `Bearer ${FAKE_API_KEY}`) {
+      return this.json(res, 401, openaiError('Incorrect API key provided: sk-te***ij.', 'invalid_request_error', 'invalid_api_key'));
+    }
+    if (req.method === 'GET' && path === '/v1/models') {
+      this.modelsCalls += 1;
+      return this.json(res, this.modelsStatus, { object: 'list', data: [{ id: 'gpt-realtime', object: 'model' }] });
+    }
+    if (path === '/v1/realtime/sessions' || req.headers['openai-beta'] !== undefined) {
+      return this.json(res, 400, openaiError('The beta API shape is disabled.', 'invalid_request_error', 'beta_api_shape_disabled'));
+    }
+    if (req.method !== 'POST' || path !== '/v1/realtime/client_secrets') {
+      return this.json(res, 404, openaiError('Not found', 'invalid_request_error', null));
+    }
+
+    let body: unknown;
+    let schemaErrors: string[];
+    try {
+      body = JSON.parse(text);
+      schemaErrors = validateClientSecretRequest(body);
+    } catch {
+      body = text;
+      schemaErrors = ['body is not JSON'];
+    }
+    if (this.keepRequests) {
+      this.requests.push({ method: req.method, path, headers: req.headers, body, schemaErrors, at: performance.now() });
+    }
+    for (const waiter of this.waiters.filter((w) => this.mintRequests.length >= w.count)) {
+      this.waiters.splice(this.waiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
+    if (schemaErrors.length > 0) {
+      return this.json(res, 400, openaiError(`Invalid request: ${schemaErrors.join('; ')}`, 'invalid_request_error', 'invalid_value'));
+    }
+
+    const behaviour = this.queue.shift() ?? { kind: 'ok' };
+    switch (behaviour.kind) {
+      case 'hang':
+        this.hanging.add(res);
+        res.on('close', () => this.hanging.delete(res));
+        return;
+      case 'reset':
+        req.socket.destroy();
+        return;
+      case 'raw':
+        res.writeHead(behaviour.status, { 'content-type': behaviour.contentType ?? 'application/json' });
+        res.end(behaviour.body);
+        return;
+      case 'status':
+        if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
+        return this.json(res, behaviour.status, behaviour.body ?? openaiError('Scripted failure', 'server_error', null), behaviour.headers);
+      case 'ok': {
+        if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
+        this.minted += 1;
+        const request = body as { expires_after?: { seconds?: number }; session: Record<string, unknown> };
+        const ttl = request.expires_after?.seconds ?? 600;
+        return this.json(res, 200, {
+          value: `ek_fake${String(this.minted).padStart(6, '0')}${Math.random().toString(36).slice(2, 10)}`,
+          expires_at: Math.floor(Date.now() / 1000) + ttl,
+          session: { ...request.session, object: 'realtime.session', id: `sess_fake${this.minted}` },
+        });
+      }
+    }
+  }
+
+  private json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+    res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': `req_fake_${this.requests.length}`, ...headers });
+    res.end(JSON.stringify(body));
+  }
+}
