@@ -195,3 +195,29 @@ describe('circuit breaker', () => {
     expect(String(failure?.openai_error)).toContain('Incorrect API key provided: sk-[redacted]');
   });
 });
+
+describe('under pressure', () => {
+  it('answers 503 in the envelope while the event loop is stalled, and /healthz stays 200', async () => {
+    const t = await app();
+    // Stall the event loop well past the 1 s limit, as a runaway CPU hog would.
+    const until = performance.now() + 1_500;
+    while (performance.now() < until) {
+      // busy
+    }
+    let refused: Awaited<ReturnType<TestApp['mint']>> | undefined;
+    await expect
+      .poll(
+        async () => {
+          const response = await t.mint();
+          if (response.statusCode === 503) refused = response;
+          return response.statusCode;
+        },
+        { timeout: 3_000, interval: 20 },
+      )
+      .toBe(503);
+    const envelope = expectEnvelope(refused!, 503);
+    expect(envelope.error.message).toMatch(/overloaded/);
+    expect(envelope.error.retry_after).toBe(5);
+    expect((await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+  });
+});

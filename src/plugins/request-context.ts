@@ -35,13 +35,25 @@ export function clientAddress(req: IncomingMessage, trustedHops: number): string
   return (hops[Math.max(0, hops.length - trustedHops)] as string).slice(0, 64);
 }
 
-/** Request id on every response, the client address on every request, one access line per response. */
+/**
+ * Request id on every response, the client address on every request, one access line per response,
+ * and keep-alive drained on shutdown.
+ */
 export const requestContext = fp(
   async function requestContext(app: FastifyInstance, opts: { trustProxy: number }) {
     app.decorateRequest('clientIp', '');
     app.addHook('onRequest', async (request, reply) => {
       request.clientIp = clientAddress(request.raw, opts.trustProxy);
       reply.header('x-request-id', request.id);
+    });
+    // While closing, answers in flight end their keep-alive connection, or close() would wait for
+    // the client to hang up (Fastify only closes connections that are idle when close() starts).
+    let closing = false;
+    app.addHook('preClose', async () => {
+      closing = true;
+    });
+    app.addHook('onSend', async (_request, reply) => {
+      if (closing) reply.header('connection', 'close');
     });
     app.addHook('onResponse', async (request, reply) => {
       const quiet = request.routeOptions.config?.quietAccessLog === true && reply.statusCode < 400;

@@ -12,7 +12,7 @@ export default class SummaryReporter implements Reporter {
         else counts.skipped += 1;
       }
       // A file that failed to load has no tests but is still a failure.
-      if (module.state() === 'failed' && !module.children.allTests().some(() => true)) counts.failed += 1;
+      if (module.state() === 'failed' && Array.from(module.children.allTests()).length === 0) counts.failed += 1;
     }
     process.stdout.write(`\nTests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped\n`);
   }
