@@ -11,6 +11,7 @@ export interface SecretPoolOptions {
   /** Milliseconds until OpenAI may be called (the circuit breaker's wait); 0 = now. */
   upstreamWaitMs: () => number;
   log: FastifyBaseLogger;
+  /** Wall clock (ms) for expiry; pacing uses the monotonic clock. */
   now?: () => number;
   onChange?: (size: number) => void;
   onTake?: (hit: boolean) => void;
@@ -132,12 +133,13 @@ export class SecretPool {
     const upstreamWait = this.options.upstreamWaitMs();
     if (upstreamWait > 0) return this.wakeIn(upstreamWait);
     // After failures (a bad key, say) back off, up to a minute, rather than mint at the full rate.
+    const now = performance.now();
     const failureWait =
-      this.failures > 0 ? this.lastFailureAt + Math.min(60_000, 1000 * 2 ** (this.failures - 1)) - this.now() : 0;
-    const rateWait = Math.max(failureWait, this.lastLaunch + this.minIntervalMs - this.now());
+      this.failures > 0 ? this.lastFailureAt + Math.min(60_000, 1000 * 2 ** (this.failures - 1)) - now : 0;
+    const rateWait = Math.max(failureWait, this.lastLaunch + this.minIntervalMs - now);
     if (rateWait > 0) return this.wakeIn(rateWait);
 
-    this.lastLaunch = this.now();
+    this.lastLaunch = now;
     this.inFlight += 1;
     this.options
       .mint()
@@ -155,7 +157,7 @@ export class SecretPool {
             this.options.log.warn({ err_kind: (error as Error).name }, 'token pool: refill failed; backing off');
           }
           this.failures += 1;
-          this.lastFailureAt = this.now();
+          this.lastFailureAt = performance.now();
         },
       )
       .finally(() => {

@@ -5,14 +5,15 @@ export default class SummaryReporter implements Reporter {
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
     const counts = { passed: 0, failed: 0, skipped: 0 };
     for (const module of testModules) {
+      const failedBefore = counts.failed;
       for (const test of module.children.allTests()) {
         const state = test.result().state;
         if (state === 'passed') counts.passed += 1;
         else if (state === 'failed') counts.failed += 1;
         else counts.skipped += 1;
       }
-      // A file that failed to load has no tests but is still a failure.
-      if (module.state() === 'failed' && Array.from(module.children.allTests()).length === 0) counts.failed += 1;
+      // A file that failed to load, or whose hooks failed, is a failure even with no failed test.
+      if (module.state() === 'failed' && counts.failed === failedBefore) counts.failed += 1;
     }
     process.stdout.write(`\nTests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped\n`);
   }

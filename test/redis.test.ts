@@ -1,0 +1,73 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeOpenAI } from './support/fake-openai.js';
+import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from './support/app.js';
+import { hasCommand, RedisServer } from './support/redis-server.js';
+import { waitUntil } from './support/wait.js';
+
+const available = hasCommand('redis-server');
+if (!available) {
+  if (process.env.CI === 'true') throw new Error('redis-server is required under CI=true (.ci/run installs it)');
+  console.warn('redis-server is not installed: skipping the shared rate-limit tests (apt-get install redis-server)');
+}
+
+describe.skipIf(!available)('rate limits shared in Redis across replicas', () => {
+  let redis: RedisServer;
+  let fake: FakeOpenAI;
+  let a: TestApp;
+  let b: TestApp;
+
+  const mint = (t: TestApp, ip: string) =>
+    t.app.inject({ method: 'POST', url: '/v1/realtime/token', remoteAddress: ip, headers: { origin: SITE_ORIGIN } });
+  const store = async (t: TestApp) =>
+    (await t.app.inject({ method: 'GET', url: '/healthz' })).json<{ rate_limit_store: string }>().rate_limit_store;
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    fake = await FakeOpenAI.start();
+    a = await buildTestApp(fake, { REDIS_URL: redis.url });
+    b = await buildTestApp(fake, { REDIS_URL: redis.url });
+    await waitUntil(async () => (await store(a)) === 'redis' && (await store(b)) === 'redis', 'both replicas on Redis');
+  });
+
+  afterAll(async () => {
+    await a?.app.close();
+    await b?.app.close();
+    await fake?.close();
+    await redis?.stop();
+  });
+
+  it('two replicas share one limit per client: 10 across both, then 429 on either', async () => {
+    for (let i = 0; i < 10; i++) {
+      expect((await mint(i % 2 === 0 ? a : b, '198.51.100.1')).statusCode).toBe(200);
+    }
+    expectEnvelope(await mint(a, '198.51.100.1'), 429);
+    expectEnvelope(await mint(b, '198.51.100.1'), 429);
+    const client = new Redis(redis.url);
+    expect(await client.keys('parker-rl:*')).toContain('parker-rl:m:198.51.100.1');
+    await client.quit();
+  });
+
+  it('keeps answering on in-process limits while Redis is down, logging the switch once', async () => {
+    await redis.stop();
+    await expect.poll(() => store(a)).toBe('fallback');
+    for (let i = 0; i < 10; i++) expect((await mint(a, '198.51.100.2')).statusCode).toBe(200);
+    // still limited (never unlimited), and never a 500
+    expectEnvelope(await mint(a, '198.51.100.2'), 429);
+    expect(a.logs.find('rate limit: Redis unreachable, counting in-process until it returns')).toHaveLength(1);
+    const health = await a.app.inject({ method: 'GET', url: '/healthz' });
+    expect(health.statusCode).toBe(200);
+  });
+
+  it('goes back to the shared counters when Redis returns', async () => {
+    await redis.resume();
+    await expect.poll(() => store(a), { timeout: 10_000 }).toBe('redis');
+    await expect.poll(() => store(b), { timeout: 10_000 }).toBe('redis');
+    for (let i = 0; i < 5; i++) {
+      expect((await mint(a, '198.51.100.3')).statusCode).toBe(200);
+      expect((await mint(b, '198.51.100.3')).statusCode).toBe(200);
+    }
+    expectEnvelope(await mint(a, '198.51.100.3'), 429);
+    expect(a.logs.find('rate limit: counters shared in Redis')).toHaveLength(2);
+  });
+});
