@@ -3,7 +3,8 @@ import type { Config } from './config.js';
 
 /**
  * Belt and braces: nothing should ever hand these to the logger, but if some future line does,
- * pino censors them before they are written.
+ * pino censors them before they are written. Exact paths only: wildcard paths cost a few % of a
+ * mint's CPU in @pinojs/redact.
  */
 export const REDACTED_PATHS = [
   'authorization',
@@ -15,11 +16,9 @@ export const REDACTED_PATHS = [
   'client_secret',
   'value',
   'instructions',
-  '*.authorization',
-  '*.apiKey',
-  '*.openaiApiKey',
-  '*.client_secret',
-  '*.instructions',
+  'session.instructions',
+  'body.instructions',
+  'body.client_secret',
 ];
 
 export function createLogger(
@@ -37,5 +36,6 @@ export function createLogger(
   if (config.logFormat === 'pretty') {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true } } });
   }
-  return pino(options);
+  // Asynchronous stdout: lines are batched instead of one write(2) each; pino flushes at exit.
+  return pino(options, pino.destination({ dest: 1, sync: false }));
 }

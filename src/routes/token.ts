@@ -51,6 +51,8 @@ export async function tokenRoutes(
     '/v1/realtime/token',
     {
       onRequest: [originGuard(config), app.tokenRateLimit],
+      // Each mint already logs its audit line, each refusal its refusal line.
+      config: { quietAccessLog: true },
       schema: {
         tags: ['realtime'],
         summary: 'Mint an ephemeral Realtime client secret',
