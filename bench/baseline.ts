@@ -2,10 +2,15 @@
 // with no origin check, no rate limit, no validation, no logging.
 import Fastify from 'fastify';
 import { Pool } from 'undici';
+import { loadConfig } from '../src/config.js';
+import { buildClientSecretRequest, buildInstructions, resolveChoice } from '../src/realtime/session.js';
 
 const upstream = new URL(process.env.OPENAI_BASE_URL ?? 'http://127.0.0.1:9999/v1');
 const pool = new Pool(upstream.origin, { connections: 128, pipelining: 1 });
-const body = JSON.stringify({ expires_after: { anchor: 'created_at', seconds: 600 }, session: { type: 'realtime', model: 'gpt-realtime' } });
+// The same upstream request as the service's default mint, so both pay the same upstream cost.
+const config = loadConfig({ OPENAI_API_KEY: 'unused', ALLOWED_ORIGINS: 'https://www.espn.com' });
+const choice = resolveChoice(config, {});
+const body = JSON.stringify(buildClientSecretRequest(config, choice, buildInstructions(config, choice)));
 const authorization = `Bearer ${process.env.OPENAI_API_KEY ?? ''}`;
 
 const app = Fastify();

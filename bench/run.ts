@@ -6,6 +6,7 @@ import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
 import { FAKE_API_KEY } from '../test/support/fake-openai.js';
+import { inProcessFigures } from './in-process.js';
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 8);
 const ORIGIN = 'https://www.espn.com';
@@ -151,7 +152,9 @@ for (const latency of [0, 300]) {
     );
     process.stdout.write(`${rows.at(-1)}\n`);
   }
-  notes.push(`Peak RSS of the service after the ${latency} ms runs: ${peakRssMb(service.child.pid!)} MB.`);
+  notes.push(
+    `Peak RSS after the ${latency} ms runs: service ${peakRssMb(service.child.pid!)} MB, baseline ${peakRssMb(baseline.child.pid!)} MB (the baseline runs under tsx, which adds its loader).`,
+  );
   await stop(service);
   await stop(baseline);
   await stop(fake);
@@ -170,6 +173,8 @@ for (const latency of [0, 300]) {
   await stop(service);
   await stop(fake);
 }
+
+notes.push(...(await inProcessFigures()));
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 const table = [

@@ -82,7 +82,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     config.healthCheckIntervalSeconds * 1000,
     now,
   );
-  const redis = config.redisUrl ? createRedis(config.redisUrl) : undefined;
+  const redis = config.redisUrl ? await createRedis(config.redisUrl) : undefined;
   const storeState = new RateLimitStoreState(redis !== undefined, logger, (mode) => metrics.setRateLimitStore(mode));
 
   const app = Fastify({

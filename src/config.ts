@@ -257,6 +257,9 @@ const envSchema = z
     }
   });
 
+/** Every environment variable the service reads. */
+export const ENV_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
 export interface Config {
   readonly openaiApiKey: string;
   readonly openaiBaseUrl: string;

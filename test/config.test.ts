@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseList } from '../src/config.js';
+import { ConfigError, ENV_VARIABLES, loadConfig, parseList } from '../src/config.js';
 
 const base = { OPENAI_API_KEY: 'sk-config-test-secret-value', ALLOWED_ORIGINS: 'https://www.espn.com' };
 
@@ -112,5 +113,30 @@ describe('loadConfig', () => {
 
   it('requires ALLOWED_ORIGINS', () => {
     expect(problemsOf({ OPENAI_API_KEY: 'sk-x' })).toContain('ALLOWED_ORIGINS is required');
+  });
+});
+
+describe('.env.example', () => {
+  const text = readFileSync(new URL('../.env.example', import.meta.url), 'utf8');
+  const entries = text
+    .split('\n')
+    .filter((line) => /^[A-Z_]+=/.test(line))
+    .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as const);
+
+  it('names every variable the service reads, each once, with a comment above it', () => {
+    const names = entries.map(([name]) => name);
+    expect(new Set(names).size).toBe(names.length);
+    expect(names.sort()).toEqual([...ENV_VARIABLES].sort());
+    const lines = text.split('\n');
+    for (const [name] of entries) {
+      const at = lines.findIndex((line) => line.startsWith(`${name}=`));
+      expect(lines[at - 1], `comment above ${name}`).toMatch(/^#/);
+    }
+  });
+
+  it('is a valid configuration as it stands', () => {
+    const config = loadConfig(Object.fromEntries(entries));
+    expect(config.allowedOrigins).toContain('https://www.espn.com');
+    expect(config.tokenPoolSize).toBe(0);
   });
 });
