@@ -57,6 +57,30 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
+  // Label children looked up once per label set, not hashed again on every request.
+  private readonly mintChildren = new Map<string, Counter.Internal>();
+  private readonly upstreamChildren = new Map<string, Histogram.Internal<'operation' | 'outcome'>>();
+
+  countMint(model: string, outcome: 'minted' | 'pooled' | 'failed'): void {
+    const key = `${model}\u0000${outcome}`;
+    let child = this.mintChildren.get(key);
+    if (!child) {
+      child = this.mints.labels({ model, outcome });
+      this.mintChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  observeUpstream(operation: string, outcome: string, seconds: number): void {
+    const key = `${operation}\u0000${outcome}`;
+    let child = this.upstreamChildren.get(key);
+    if (!child) {
+      child = this.upstreamSeconds.labels({ operation, outcome });
+      this.upstreamChildren.set(key, child);
+    }
+    child.observe(seconds);
+  }
+
   constructor(collectProcessMetrics: boolean) {
     if (collectProcessMetrics) collectDefaultMetrics({ register: this.registry });
     this.breakerState.set(0);

@@ -1,4 +1,4 @@
-import { Pool, errors as undiciErrors } from 'undici';
+import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { FastifyBaseLogger } from 'fastify';
 import { scrubSecrets } from './sanitize.js';
 import { UpstreamError, type UpstreamFailureKind } from './upstream-error.js';
@@ -94,6 +94,22 @@ function classifyNetworkError(error: unknown, timedOut: boolean): AttemptFailure
     return { kind: 'timeout', retryable: true, message: `timed out (${code})` };
   }
   return { kind: 'unreachable', retryable: true, message: `network error (${code || (error as Error).name})` };
+}
+
+/** The body as text, refusing more than MAX_BODY_BYTES (a sane OpenAI answer is a few KiB). */
+async function readCapped(body: Dispatcher.ResponseData['body'], contentLength: string | undefined): Promise<string> {
+  if (contentLength !== undefined && Number(contentLength) <= MAX_BODY_BYTES) return body.text();
+  let text = '';
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) {
+      body.destroy();
+      break;
+    }
+    text += (chunk as Buffer).toString('utf8');
+  }
+  return text;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -229,16 +245,7 @@ export class OpenAIClient {
         body,
         signal: controller.signal,
       });
-      let text = '';
-      let size = 0;
-      for await (const chunk of response.body) {
-        size += (chunk as Buffer).length;
-        if (size > MAX_BODY_BYTES) {
-          response.body.destroy();
-          break;
-        }
-        text += (chunk as Buffer).toString('utf8');
-      }
+      const text = await readCapped(response.body, header(response.headers, 'content-length'));
       const status = response.statusCode;
       observe(String(status));
       if (status >= 200 && status < 300) return text;

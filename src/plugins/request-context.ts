@@ -42,9 +42,11 @@ export function clientAddress(req: IncomingMessage, trustedHops: number): string
 export const requestContext = fp(
   async function requestContext(app: FastifyInstance, opts: { trustProxy: number }) {
     app.decorateRequest('clientIp', '');
-    app.addHook('onRequest', async (request, reply) => {
+    // Callback-style hooks: they run on every request and need no promise.
+    app.addHook('onRequest', (request, reply, done) => {
       request.clientIp = clientAddress(request.raw, opts.trustProxy);
       reply.header('x-request-id', request.id);
+      done();
     });
     // While closing, answers in flight end their keep-alive connection, or close() would wait for
     // the client to hang up (Fastify only closes connections that are idle when close() starts).
@@ -52,10 +54,11 @@ export const requestContext = fp(
     app.addHook('preClose', async () => {
       closing = true;
     });
-    app.addHook('onSend', async (_request, reply) => {
+    app.addHook('onSend', (_request, reply, payload, done) => {
       if (closing) reply.header('connection', 'close');
+      done(null, payload);
     });
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, done) => {
       const quiet = request.routeOptions.config?.quietAccessLog === true && reply.statusCode < 400;
       request.log[quiet ? 'debug' : 'info'](
         {
@@ -67,6 +70,7 @@ export const requestContext = fp(
         },
         'request completed',
       );
+      done();
     });
   },
   { name: 'request-context' },

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
 import helmet from 'helmet';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
@@ -20,18 +20,22 @@ function forbidden(message: string): AppError {
 /** onRequest hook of the token route: exact-match Origin and Referer checks, before any work. */
 export function originGuard(config: Config) {
   const allowed = new Set(config.allowedOrigins);
-  return async function originGuard(request: FastifyRequest): Promise<void> {
+  function refusal(request: FastifyRequest): AppError | undefined {
     const origin = request.headers.origin;
     if (origin === undefined) {
-      if (!config.allowMissingOrigin) throw forbidden('An Origin header is required.');
+      if (!config.allowMissingOrigin) return forbidden('An Origin header is required.');
     } else if (!allowed.has(origin)) {
-      throw forbidden('This Origin is not allowed to request client secrets.');
+      return forbidden('This Origin is not allowed to request client secrets.');
     }
     const referer = request.headers.referer;
     if (referer !== undefined) {
       const from = refererOrigin(referer);
-      if (from === undefined || !allowed.has(from)) throw forbidden('The Referer is not from an allowed origin.');
+      if (from === undefined || !allowed.has(from)) return forbidden('The Referer is not from an allowed origin.');
     }
+    return undefined;
+  }
+  return function originGuard(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    done(refusal(request));
   };
 }
 
@@ -55,8 +59,9 @@ export const security = fp(
   async function security(app: FastifyInstance, opts: { config: Config }) {
     const corsOrigins = new Set(opts.config.corsOrigins);
     const headers = helmetHeaders();
-    app.addHook('onRequest', async (_request, reply) => {
+    app.addHook('onRequest', (_request, reply, done) => {
       reply.headers(headers);
+      done();
     });
     await app.register(cors, {
       origin: (origin, callback) => callback(null, origin !== undefined && corsOrigins.has(origin)),

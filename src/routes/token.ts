@@ -86,11 +86,11 @@ export async function tokenRoutes(
       try {
         outcome = await minter.mint(choice, request.log);
       } catch (error) {
-        metrics.mints.inc({ model: choice.model, outcome: 'failed' });
+        metrics.countMint(choice.model, 'failed');
         throw error;
       }
       const { secret, source, upstreamMs } = outcome;
-      metrics.mints.inc({ model: choice.model, outcome: source === 'pool' ? 'pooled' : 'minted' });
+      metrics.countMint(choice.model, source === 'pool' ? 'pooled' : 'minted');
       request.log.info(
         {
           audit: 'client_secret_minted',
