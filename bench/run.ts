@@ -5,6 +5,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
+import { loadConfig } from '../src/config.js';
+import { buildClientSecretRequest, buildInstructions, resolveChoice } from '../src/realtime/session.js';
 import { FAKE_API_KEY } from '../test/support/fake-openai.js';
 import { inProcessFigures } from './in-process.js';
 
@@ -80,12 +82,31 @@ async function startService(baseUrl: string, extra: Record<string, string> = {})
   return { ...proc, readyMs: performance.now() - started };
 }
 
+/** The service's default upstream body, for the baseline to send too. */
+function defaultSessionBody(): string {
+  const config = loadConfig({ OPENAI_API_KEY: FAKE_API_KEY, ALLOWED_ORIGINS: ORIGIN });
+  const choice = resolveChoice(config, {});
+  return JSON.stringify(buildClientSecretRequest(config, choice, buildInstructions(config, choice)));
+}
+
 async function startBaseline(baseUrl: string): Promise<Proc> {
-  return launch(['--import', 'tsx', 'bench/baseline.ts'], { OPENAI_BASE_URL: baseUrl, OPENAI_API_KEY: FAKE_API_KEY }, /Server listening at (http:\/\/127\.0\.0\.1:\d+)/);
+  return launch(
+    ['bench/baseline.mjs'],
+    { OPENAI_BASE_URL: baseUrl, OPENAI_API_KEY: FAKE_API_KEY, BASELINE_BODY: defaultSessionBody() },
+    /Server listening at (http:\/\/127\.0\.0\.1:\d+)/,
+  );
+}
+
+/** CPU time (user + system) a process has used, in ms, from /proc (clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 interface Figures {
   rps: number;
+  /** CPU the server process spent per answered request: what its throughput would be on a core of its own. */
+  cpuUsPerRequest: number;
   p50: number;
   p975: number;
   p99: number;
@@ -93,7 +114,8 @@ interface Figures {
   non2xx: number;
 }
 
-async function load(url: string, connections: number, extra: Partial<autocannon.Options> = {}): Promise<Figures> {
+async function load(server: Proc, connections: number, extra: Partial<autocannon.Options> = {}): Promise<Figures> {
+  const url = server.url;
   const opts: autocannon.Options = {
     url: `${url}/v1/realtime/token`,
     method: 'POST',
@@ -105,9 +127,12 @@ async function load(url: string, connections: number, extra: Partial<autocannon.
   };
   // A short warm-up, not counted: JIT, keep-alive pools.
   await autocannon({ ...opts, duration: 1 });
+  const cpuBefore = cpuMs(server.child.pid!);
   const result = await autocannon(opts);
+  const cpuUsed = cpuMs(server.child.pid!) - cpuBefore;
   return {
     rps: Math.round(result.requests.average),
+    cpuUsPerRequest: Math.round((cpuUsed * 1000) / Math.max(1, result.requests.total)),
     p50: result.latency.p50,
     p975: result.latency.p97_5,
     p99: result.latency.p99,
@@ -144,16 +169,16 @@ for (const latency of [0, 300]) {
     notes.push(`Start to first healthy /healthz answer: ${service.readyMs.toFixed(0)} ms (spawn of node dist/server.js included).`);
   }
   for (const connections of [1, 50]) {
-    const base = await load(baseline.url, connections);
-    const svc = await load(service.url, connections);
+    const base = await load(baseline, connections);
+    const svc = await load(service, connections);
     const ratio = base.rps > 0 ? svc.rps / base.rps : 0;
     rows.push(
-      `| ${latency} ms | ${connections} | ${svc.rps} | ${fmt(svc.p50)} | ${fmt(svc.p975)} / ${fmt(svc.p99)} | ${base.rps} | ${fmt(base.p50)} | ${fmt(base.p975)} / ${fmt(base.p99)} | ${ratio.toFixed(2)} | ${fmt(svc.p99 - base.p99)} | ${svc.errors + svc.non2xx} |`,
+      `| ${latency} ms | ${connections} | ${svc.rps} | ${fmt(svc.p50)} | ${fmt(svc.p975)} / ${fmt(svc.p99)} | ${svc.cpuUsPerRequest} | ${base.rps} | ${fmt(base.p50)} | ${fmt(base.p975)} / ${fmt(base.p99)} | ${base.cpuUsPerRequest} | ${ratio.toFixed(2)} | ${fmt(svc.p99 - base.p99)} | ${svc.errors + svc.non2xx} |`,
     );
     process.stdout.write(`${rows.at(-1)}\n`);
   }
   notes.push(
-    `Peak RSS after the ${latency} ms runs: service ${peakRssMb(service.child.pid!)} MB, baseline ${peakRssMb(baseline.child.pid!)} MB (the baseline runs under tsx, which adds its loader).`,
+    `Peak RSS after the ${latency} ms runs: service ${peakRssMb(service.child.pid!)} MB, baseline ${peakRssMb(baseline.child.pid!)} MB.`,
   );
   await stop(service);
   await stop(baseline);
@@ -165,7 +190,7 @@ for (const latency of [0, 300]) {
   const fake = await startFake(300);
   const service = await startService(fake.url, { TOKEN_POOL_SIZE: '10', TOKEN_POOL_REFILL_PER_SECOND: '20' });
   await new Promise((r) => setTimeout(r, 1000)); // let the pool fill (10 mints at 20/s, 300 ms each)
-  const pooled = await load(service.url, 1, { overallRate: 5 });
+  const pooled = await load(service, 1, { overallRate: 5 });
   const stats = (await (await fetch(`${service.url}/`)).json()) as { token_pool: { hits: number; misses: number } };
   notes.push(
     `Warm pool (TOKEN_POOL_SIZE=10, 300 ms upstream, 1 connection at 5 req/s): p50 ${fmt(pooled.p50)} ms, p99 ${fmt(pooled.p99)} ms, ${stats.token_pool.hits} hits / ${stats.token_pool.misses} misses (warm-up included).`,
@@ -182,13 +207,15 @@ const table = [
   '',
   'Written by `npm run bench` (bench/run.ts): a loopback fake OpenAI with fixed latency, the built service',
   '(`node dist/server.js`, limits raised, `LOG_LEVEL=info` with stdout drained), and a baseline: a bare Fastify',
-  'route forwarding to the same fake through undici with no checks and no logging. autocannon, POST `{}` with an',
-  `allowed Origin, ${DURATION_S} s per run after a 1 s warm-up. Latencies in ms.`,
+  'route forwarding to the same fake (and the same session body) through undici with no checks and no logging',
+  `(bench/baseline.mjs, plain node). autocannon, POST \`{}\` with an allowed Origin, ${DURATION_S} s per run after a 1 s warm-up.`,
+  'Latencies in ms. CPU µs/req is the server process\'s own CPU time per answered request (from /proc): unlike req/s it',
+  'does not depend on how the two cores are shared with the fake and the load generator. ratio = service/baseline req/s.',
   '',
   `Machine: ${cpu}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}. Fake, service, baseline and load generator share the cores.`,
   '',
-  '| upstream | conns | service req/s | p50 | p97.5 / p99 | baseline req/s | p50 | p97.5 / p99 | ratio | p99 added | errors |',
-  '|---|---|---|---|---|---|---|---|---|---|---|',
+  '| upstream | conns | service req/s | p50 | p97.5 / p99 | CPU µs/req | baseline req/s | p50 | p97.5 / p99 | CPU µs/req | ratio | p99 added | errors |',
+  '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ...rows,
   '',
   ...notes.map((n) => `- ${n}`),

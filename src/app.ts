@@ -27,7 +27,8 @@ export const BODY_LIMIT_BYTES = 16 * 1024;
 /** What a test (or the server) may swap: no module is monkey-patched. */
 export interface AppDeps {
   logger?: Logger;
-  /** Milliseconds since the epoch: breaker cooldowns, pool expiry, upstream health cache. */
+  /** Milliseconds since the epoch: breaker cooldowns, pool expiry, upstream health cache (upstream
+   * deadlines use the monotonic clock). */
   now?: () => number;
   /** Backoff jitter. */
   random?: () => number;
@@ -45,7 +46,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     timeoutMs: config.openaiTimeoutMs,
     maxRetries: config.openaiMaxRetries,
     random: deps.random,
-    now,
     onAttempt: (operation, outcome, seconds) => metrics.observeUpstream(operation, outcome, seconds),
   });
   const breaker = new CircuitBreaker({

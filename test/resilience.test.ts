@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { retryAfterMs } from '../src/openai/client.js';
 import { FakeOpenAI, FAKE_API_KEY, type Behaviour } from './support/fake-openai.js';
 import { buildTestApp, expectEnvelope, ManualClock, type Env, type TestApp } from './support/app.js';
 
@@ -219,5 +220,17 @@ describe('under pressure', () => {
     expect(envelope.error.message).toMatch(/overloaded/);
     expect(envelope.error.retry_after).toBe(5);
     expect((await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+  });
+});
+
+describe('retryAfterMs', () => {
+  it('reads retry-after-ms, Retry-After seconds and Retry-After HTTP dates', () => {
+    const now = Date.parse('2026-11-23T12:00:00Z');
+    expect(retryAfterMs({ 'retry-after-ms': '250', 'retry-after': '9' }, now)).toBe(250);
+    expect(retryAfterMs({ 'retry-after': '3' }, now)).toBe(3000);
+    expect(retryAfterMs({ 'retry-after': 'Mon, 23 Nov 2026 12:00:05 GMT' }, now)).toBe(5000);
+    expect(retryAfterMs({ 'retry-after': 'Mon, 23 Nov 2026 11:00:00 GMT' }, now)).toBe(0);
+    expect(retryAfterMs({ 'retry-after': 'soon' }, now)).toBeUndefined();
+    expect(retryAfterMs({}, now)).toBeUndefined();
   });
 });

@@ -19,7 +19,6 @@ export interface OpenAIClientOptions {
   backoffBaseMs?: number;
   backoffCapMs?: number;
   random?: () => number;
-  now?: () => number;
   /** Observes every attempt: for the upstream latency histogram. */
   onAttempt?: (operation: string, outcome: string, seconds: number) => void;
 }
@@ -127,7 +126,6 @@ export class OpenAIClient {
   private readonly backoffBaseMs: number;
   private readonly backoffCapMs: number;
   private readonly random: () => number;
-  private readonly now: () => number;
 
   constructor(private readonly options: OpenAIClientOptions) {
     const url = new URL(options.baseUrl);
@@ -144,7 +142,6 @@ export class OpenAIClient {
     this.backoffBaseMs = options.backoffBaseMs ?? 200;
     this.backoffCapMs = options.backoffCapMs ?? 2_000;
     this.random = options.random ?? Math.random;
-    this.now = options.now ?? Date.now;
   }
 
   /** The longest one call may take: every attempt timing out, plus the longest backoffs. */
@@ -179,8 +176,8 @@ export class OpenAIClient {
   }
 
   private async call(operation: string, method: 'POST', path: string, body: string, ctx: CallContext): Promise<string> {
-    const startedAt = this.now();
-    const deadline = startedAt + this.deadlineMs;
+    // Deadlines on the monotonic clock: a wall-clock jump must not cut or stretch a call.
+    const deadline = performance.now() + this.deadlineMs;
     const attempts = this.options.maxRetries + 1;
     let last: AttemptFailure | undefined;
 
@@ -188,14 +185,14 @@ export class OpenAIClient {
       if (attempt > 0 && last) {
         const backoff = this.random() * Math.min(this.backoffCapMs, this.backoffBaseMs * 2 ** (attempt - 1));
         const wait = Math.max(backoff, last.retryAfterMs ?? 0);
-        if (this.now() + wait >= deadline) {
+        if (performance.now() + wait >= deadline) {
           // Waiting as OpenAI asks would pass the deadline: say so now rather than hang.
           throw this.failure(last, attempt, Math.ceil(wait / 1000));
         }
         ctx.log.debug({ attempt, wait_ms: Math.round(wait) }, 'retrying OpenAI call');
         await sleep(wait);
       }
-      const remaining = deadline - this.now();
+      const remaining = deadline - performance.now();
       try {
         return await this.attempt(operation, method, path, body, Math.min(this.options.timeoutMs, remaining));
       } catch (error) {
@@ -256,7 +253,7 @@ export class OpenAIClient {
         retryable,
         status,
         message: `HTTP ${status}: ${openaiErrorText(text)}`,
-        retryAfterMs: retryAfterMs(response.headers, this.now()),
+        retryAfterMs: retryAfterMs(response.headers, Date.now()),
         openaiRequestId,
       });
     } catch (error) {
