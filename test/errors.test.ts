@@ -1,19 +1,14 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeOpenAI, FAKE_API_KEY } from './support/fake-openai.js';
-import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from './support/app.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { FAKE_API_KEY } from './support/fake-openai.js';
+import { expectEnvelope, SITE_ORIGIN, useFakeOpenAI, type TestApp } from './support/app.js';
 
-let fake: FakeOpenAI;
+const openai = useFakeOpenAI();
 let t: TestApp;
 
 beforeEach(async () => {
-  fake = await FakeOpenAI.start();
-  t = await buildTestApp(fake, { OPENAI_MAX_RETRIES: '1' }, { random: () => 0 });
+  t = await openai.app({ OPENAI_MAX_RETRIES: '1' }, { random: () => 0 });
 });
 
-afterEach(async () => {
-  await t.app.close();
-  await fake.close();
-});
 
 const post = (payload: string | undefined, contentType?: string) =>
   t.app.inject({
@@ -29,7 +24,7 @@ describe('the one error envelope, row by row of the spec', () => {
       const envelope = expectEnvelope(await post(payload, 'application/json'), 400);
       expect(envelope.error.message).toMatch(/not valid JSON/);
     }
-    expect(fake.mintRequests).toHaveLength(0);
+    expect(openai.fake.mintRequests).toHaveLength(0);
   });
 
   it('404 for no such route, 405 with Allow for a wrong method', async () => {
@@ -49,7 +44,7 @@ describe('the one error envelope, row by row of the spec', () => {
     expectEnvelope(await post('model=gpt-realtime', 'application/x-www-form-urlencoded'), 415);
     expectEnvelope(await post('{}', 'text/plain'), 415);
     expectEnvelope(await post('<a/>', 'application/xml'), 415);
-    expect(fake.mintRequests).toHaveLength(0);
+    expect(openai.fake.mintRequests).toHaveLength(0);
   });
 
   it('422 names each bad field', async () => {
@@ -68,7 +63,7 @@ describe('the one error envelope, row by row of the spec', () => {
 
   describe('upstream failures map to 502/503/504 with a generic message', () => {
     it.each([400, 401, 403, 404])('OpenAI %i -> 502, not retried, its text not returned', async (status) => {
-      fake.script({
+      openai.fake.script({
         kind: 'status',
         status,
         body: { error: { message: `Incorrect API key provided: ${FAKE_API_KEY.slice(0, 8)}***`, type: 'invalid_request_error', code: 'x' } },
@@ -77,7 +72,7 @@ describe('the one error envelope, row by row of the spec', () => {
       expectEnvelope(response, 502);
       expect(response.body).not.toContain('Incorrect API key');
       expect(response.body).not.toContain('sk-');
-      expect(fake.mintRequests).toHaveLength(1);
+      expect(openai.fake.mintRequests).toHaveLength(1);
     });
 
     it.each([
@@ -85,24 +80,24 @@ describe('the one error envelope, row by row of the spec', () => {
       ['JSON without value', { kind: 'raw', status: 200, body: '{"expires_at":1,"session":{"id":"sess_1"}}' }],
       ['JSON without session id', { kind: 'raw', status: 200, body: '{"value":"ek_1","expires_at":1}' }],
     ] as const)('an unusable 200 (%s) -> 502', async (_name, behaviour) => {
-      fake.script(behaviour);
+      openai.fake.script(behaviour);
       expectEnvelope(await t.mint(), 502);
     });
 
     it('429 and 5xx after retries -> 503 with retry_after', async () => {
-      fake.script({ kind: 'status', status: 500 }, { kind: 'status', status: 503 });
+      openai.fake.script({ kind: 'status', status: 500 }, { kind: 'status', status: 503 });
       const envelope = expectEnvelope(await t.mint(), 503);
       expect(envelope.error.retry_after).toBeGreaterThan(0);
-      fake.script({ kind: 'status', status: 429 }, { kind: 'status', status: 429 });
+      openai.fake.script({ kind: 'status', status: 429 }, { kind: 'status', status: 429 });
       const limited = await t.mint();
       expectEnvelope(limited, 503);
       expect(limited.headers['retry-after']).toBeDefined();
-      expect(fake.mintRequests).toHaveLength(4);
+      expect(openai.fake.mintRequests).toHaveLength(4);
     });
 
     it('no answer within the timeout -> 504', async () => {
-      const quick = await buildTestApp(fake, { OPENAI_TIMEOUT_MS: '150', OPENAI_MAX_RETRIES: '0' });
-      fake.script({ kind: 'hang' });
+      const quick = await openai.app({ OPENAI_TIMEOUT_MS: '150', OPENAI_MAX_RETRIES: '0' });
+      openai.fake.script({ kind: 'hang' });
       expectEnvelope(await quick.mint(), 504);
       await quick.app.close();
     });

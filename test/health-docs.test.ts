@@ -1,21 +1,15 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeOpenAI } from './support/fake-openai.js';
-import { buildTestApp, ManualClock, type TestApp } from './support/app.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock, useFakeOpenAI, type TestApp } from './support/app.js';
 
-let fake: FakeOpenAI;
+const openai = useFakeOpenAI();
 let t: TestApp;
 let clock: ManualClock;
 
 beforeEach(async () => {
-  fake = await FakeOpenAI.start();
   clock = new ManualClock();
-  t = await buildTestApp(fake, { HEALTH_CHECK_INTERVAL: '30' }, { now: clock.now });
+  t = await openai.app({ HEALTH_CHECK_INTERVAL: '30' }, { now: clock.now });
 });
 
-afterEach(async () => {
-  await t.app.close();
-  await fake.close();
-});
 
 interface Health {
   status: string;
@@ -35,7 +29,7 @@ const healthz = async () => {
 /** Waits for the background upstream check the last probe started. */
 async function settle(): Promise<void> {
   await t.app.inject({ method: 'GET', url: '/healthz' });
-  for (let i = 0; i < 50 && fake.modelsCalls === 0; i++) await new Promise(setImmediate);
+  for (let i = 0; i < 50 && openai.fake.modelsCalls === 0; i++) await new Promise(setImmediate);
 }
 
 describe('GET /healthz', () => {
@@ -50,18 +44,18 @@ describe('GET /healthz', () => {
 
   it('calls OpenAI at most once per HEALTH_CHECK_INTERVAL however often it is probed', async () => {
     for (let i = 0; i < 25; i++) await healthz();
-    await expect.poll(() => fake.modelsCalls).toBe(1);
+    await expect.poll(() => openai.fake.modelsCalls).toBe(1);
     for (let i = 0; i < 25; i++) await healthz();
     clock.advance(29_000);
     await healthz();
-    expect(fake.modelsCalls).toBe(1);
+    expect(openai.fake.modelsCalls).toBe(1);
     clock.advance(1_000);
     await healthz();
-    await expect.poll(() => fake.modelsCalls).toBe(2);
+    await expect.poll(() => openai.fake.modelsCalls).toBe(2);
   });
 
   it('reports disconnected when OpenAI refuses the check, and is still 200', async () => {
-    fake.modelsStatus = 500;
+    openai.fake.modelsStatus = 500;
     await healthz();
     await expect.poll(async () => (await healthz()).openai_status).toBe('disconnected');
   });

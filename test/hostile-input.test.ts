@@ -17,8 +17,17 @@ afterAll(async () => {
   await fake.close();
 });
 
-const post = (payload: string, contentType = 'application/json') =>
-  t.app.inject({ method: 'POST', url: '/v1/realtime/token', headers: { origin: SITE_ORIGIN, 'content-type': contentType }, payload });
+/**
+ * Lets the event loop turn before each request. Back-to-back inject() calls resolve through
+ * microtasks only, which starves timers; under-pressure then sees a second with no event-loop
+ * samples, reads it as an infinite delay, and (rightly, for a stuck loop) answers 503.
+ */
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+const post = async (payload: string, contentType = 'application/json') => {
+  await turn();
+  return t.app.inject({ method: 'POST', url: '/v1/realtime/token', headers: { origin: SITE_ORIGIN, 'content-type': contentType }, payload });
+};
 
 /** A body the schema accepts: only these keys, with allowed values. */
 function isValidBody(value: unknown): boolean {
@@ -118,6 +127,7 @@ describe('hostile input never yields a 5xx, always the envelope, and never reach
         header,
         header,
         async (method, url, origin, contentType, requestId) => {
+          await turn();
           const response = await t.app.inject({
             method: method as 'GET',
             url,

@@ -1,20 +1,15 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/logger.js';
-import { FakeOpenAI, FAKE_API_KEY } from './support/fake-openai.js';
-import { buildTestApp, EXTENSION_ORIGIN, LogCapture, type TestApp } from './support/app.js';
+import { FAKE_API_KEY } from './support/fake-openai.js';
+import { EXTENSION_ORIGIN, LogCapture, useFakeOpenAI, type TestApp } from './support/app.js';
 
-let fake: FakeOpenAI;
+const openai = useFakeOpenAI();
 let t: TestApp;
 
 beforeEach(async () => {
-  fake = await FakeOpenAI.start();
-  t = await buildTestApp(fake, { TRUST_PROXY: '1' });
+  t = await openai.app({ TRUST_PROXY: '1' });
 });
 
-afterEach(async () => {
-  await t.app.close();
-  await fake.close();
-});
 
 describe('logs', () => {
   it('write one audit line per minted secret, and no key, secret, Authorization or instructions', async () => {

@@ -1,18 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeOpenAI } from './support/fake-openai.js';
-import { buildTestApp, expectEnvelope, type TestApp } from './support/app.js';
+import { describe, expect, it } from 'vitest';
+import { expectEnvelope, useFakeOpenAI, type TestApp } from './support/app.js';
 
-let fake: FakeOpenAI;
+const openai = useFakeOpenAI();
 let t: TestApp;
 
-beforeEach(async () => {
-  fake = await FakeOpenAI.start();
-});
-
-afterEach(async () => {
-  await t.app.close();
-  await fake.close();
-});
 
 const scrape = async () => {
   const response = await t.app.inject({ method: 'GET', url: '/metrics', remoteAddress: '10.1.1.1' });
@@ -23,12 +14,12 @@ const scrape = async () => {
 
 describe('GET /metrics', () => {
   it('counts mints by model and outcome, refusals by reason, upstream latency, breaker and store state', async () => {
-    t = await buildTestApp(fake, { RATE_LIMIT_PER_MINUTE: '4', CIRCUIT_BREAKER_THRESHOLD: '1', OPENAI_MAX_RETRIES: '0' });
+    t = await openai.app({ RATE_LIMIT_PER_MINUTE: '4', CIRCUIT_BREAKER_THRESHOLD: '1', OPENAI_MAX_RETRIES: '0' });
     expect((await t.mint({})).statusCode).toBe(200);
     expect((await t.mint({ model: 'gpt-realtime-mini' })).statusCode).toBe(200);
     expectEnvelope(await t.mint({}, { origin: 'https://evil.example' }), 403);
     expectEnvelope(await t.mint({ voice: 'nobody' }), 422);
-    fake.script({ kind: 'status', status: 500 });
+    openai.fake.script({ kind: 'status', status: 500 });
     expectEnvelope(await t.mint({}), 503); // upstream; opens the breaker (threshold 1)
     expectEnvelope(await t.mint({}), 429); // 5th from this client within the minute (the 403 is not counted)
     expectEnvelope(await t.app.inject({ method: 'POST', url: '/v1/realtime/token', remoteAddress: '10.2.2.2', headers: { origin: 'https://www.espn.com' } }), 503); // breaker open
@@ -50,12 +41,12 @@ describe('GET /metrics', () => {
   });
 
   it('is not origin-checked and not rate limited', async () => {
-    t = await buildTestApp(fake, { RATE_LIMIT_PER_MINUTE: '1' });
+    t = await openai.app({ RATE_LIMIT_PER_MINUTE: '1' });
     for (let i = 0; i < 5; i++) await scrape();
   });
 
   it('is off with METRICS_ENABLED=false', async () => {
-    t = await buildTestApp(fake, { METRICS_ENABLED: 'false' });
+    t = await openai.app({ METRICS_ENABLED: 'false' });
     expectEnvelope(await t.app.inject({ method: 'GET', url: '/metrics' }), 404);
   });
 });

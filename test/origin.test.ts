@@ -1,19 +1,13 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeOpenAI } from './support/fake-openai.js';
-import { buildTestApp, expectEnvelope, EXTENSION_ORIGIN, SITE_ORIGIN, type TestApp } from './support/app.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { expectEnvelope, EXTENSION_ORIGIN, SITE_ORIGIN, useFakeOpenAI, type TestApp } from './support/app.js';
 
-let fake: FakeOpenAI;
+const openai = useFakeOpenAI();
 let t: TestApp;
 
 beforeEach(async () => {
-  fake = await FakeOpenAI.start();
-  t = await buildTestApp(fake);
+  t = await openai.app();
 });
 
-afterEach(async () => {
-  await t.app.close();
-  await fake.close();
-});
 
 const mintFrom = (headers: Record<string, string>) =>
   t.app.inject({ method: 'POST', url: '/v1/realtime/token', headers: { 'content-type': 'application/json', ...headers }, payload: '{}' });
@@ -42,7 +36,7 @@ describe('origin guard', () => {
     ['a garbage referer', { origin: SITE_ORIGIN, referer: 'not a url' }],
   ])('refuses %s with 403 and never calls OpenAI', async (_name, headers) => {
     expectEnvelope(await mintFrom(headers), 403);
-    expect(fake.mintRequests).toHaveLength(0);
+    expect(openai.fake.mintRequests).toHaveLength(0);
   });
 
   it('logs one refusal line with the reason and the origin', async () => {
@@ -53,13 +47,12 @@ describe('origin guard', () => {
   });
 
   it('ALLOW_MISSING_ORIGIN lets a request without Origin through, but not a foreign Referer', async () => {
-    const lenient = await buildTestApp(fake, { ALLOW_MISSING_ORIGIN: 'true' });
+    const lenient = await openai.app({ ALLOW_MISSING_ORIGIN: 'true' });
     const noOrigin = await lenient.app.inject({ method: 'POST', url: '/v1/realtime/token' });
     expect(noOrigin.statusCode).toBe(200);
     const foreign = await lenient.app.inject({ method: 'POST', url: '/v1/realtime/token', headers: { referer: 'https://evil.example/' } });
     expectEnvelope(foreign, 403);
     expectEnvelope(await lenient.app.inject({ method: 'POST', url: '/v1/realtime/token', headers: { origin: 'https://evil.example' } }), 403);
-    await lenient.app.close();
   });
 });
 
@@ -103,12 +96,11 @@ describe('CORS', () => {
   });
 
   it('uses CORS_ORIGINS when it differs from ALLOWED_ORIGINS', async () => {
-    const split = await buildTestApp(fake, { CORS_ORIGINS: 'http://localhost:5173' });
+    const split = await openai.app({ CORS_ORIGINS: 'http://localhost:5173' });
     const site = await split.app.inject({ method: 'OPTIONS', url: '/v1/realtime/token', headers: { origin: SITE_ORIGIN, 'access-control-request-method': 'POST' } });
     expect(site.headers['access-control-allow-origin']).toBeUndefined();
     const local = await split.app.inject({ method: 'OPTIONS', url: '/v1/realtime/token', headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'POST' } });
     expect(local.headers['access-control-allow-origin']).toBe('http://localhost:5173');
-    await split.app.close();
   });
 });
 

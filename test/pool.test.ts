@@ -1,19 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeOpenAI } from './support/fake-openai.js';
-import { buildTestApp, expectEnvelope, ManualClock, type TestApp } from './support/app.js';
+import { describe, expect, it } from 'vitest';
+import { expectEnvelope, ManualClock, useFakeOpenAI, type TestApp } from './support/app.js';
 import { waitUntil } from './support/wait.js';
 
-let fake: FakeOpenAI;
+const openai = useFakeOpenAI();
 let t: TestApp;
 
-beforeEach(async () => {
-  fake = await FakeOpenAI.start();
-});
-
-afterEach(async () => {
-  await t.app.close();
-  await fake.close();
-});
 
 interface PoolStats {
   size: number;
@@ -28,32 +19,32 @@ const secretOf = (response: { json: <T>() => T }) => response.json<{ client_secr
 
 describe('warm secret pool (TOKEN_POOL_SIZE)', () => {
   it('fills at start, serves the default session from it, and refills', async () => {
-    t = await buildTestApp(fake, { TOKEN_POOL_SIZE: '3', TOKEN_POOL_REFILL_PER_SECOND: '100' });
+    t = await openai.app({ TOKEN_POOL_SIZE: '3', TOKEN_POOL_REFILL_PER_SECOND: '100' });
     await waitUntil(async () => (await poolStats()).size === 3, 'pool full');
-    expect(fake.mintRequests).toHaveLength(3);
+    expect(openai.fake.mintRequests).toHaveLength(3);
 
     const hit = await t.mint({});
     expect(hit.statusCode).toBe(200);
     expect(hit.headers['cache-control']).toBe('no-store');
     expect(t.logs.find('client secret minted').at(-1)).toMatchObject({ source: 'pool', upstream_ms: 0 });
     await waitUntil(async () => (await poolStats()).size === 3, 'pool refilled');
-    expect(fake.mintRequests).toHaveLength(4);
+    expect(openai.fake.mintRequests).toHaveLength(4);
     expect(await poolStats()).toMatchObject({ hits: 1, misses: 0, capacity: 3 });
     // a pooled secret was minted with the exact default session body
-    expect(fake.mintRequests.every((r) => r.schemaErrors.length === 0)).toBe(true);
+    expect(openai.fake.mintRequests.every((r) => r.schemaErrors.length === 0)).toBe(true);
   });
 
   it('never mints faster than TOKEN_POOL_REFILL_PER_SECOND', async () => {
-    t = await buildTestApp(fake, { TOKEN_POOL_SIZE: '4', TOKEN_POOL_REFILL_PER_SECOND: '10' });
+    t = await openai.app({ TOKEN_POOL_SIZE: '4', TOKEN_POOL_REFILL_PER_SECOND: '10' });
     await waitUntil(async () => (await poolStats()).size === 4, 'pool full');
     // Launches are 100 ms apart; arrival times at the fake jitter by a few ms, so judge the span.
-    const times = fake.mintRequests.map((r) => r.at);
+    const times = openai.fake.mintRequests.map((r) => r.at);
     expect(times).toHaveLength(4);
     expect(times[3]! - times[0]!).toBeGreaterThanOrEqual(270);
   });
 
   it('hands each secret to exactly one client, even under concurrency', async () => {
-    t = await buildTestApp(fake, { TOKEN_POOL_SIZE: '5', TOKEN_POOL_REFILL_PER_SECOND: '100', RATE_LIMIT_PER_MINUTE: '100' });
+    t = await openai.app({ TOKEN_POOL_SIZE: '5', TOKEN_POOL_REFILL_PER_SECOND: '100', RATE_LIMIT_PER_MINUTE: '100' });
     await waitUntil(async () => (await poolStats()).size === 5, 'pool full');
     const responses = await Promise.all(Array.from({ length: 12 }, () => t.mint({})));
     const secrets = responses.map(secretOf);
@@ -64,7 +55,7 @@ describe('warm secret pool (TOKEN_POOL_SIZE)', () => {
   });
 
   it('mints other configurations directly', async () => {
-    t = await buildTestApp(fake, { TOKEN_POOL_SIZE: '2', TOKEN_POOL_REFILL_PER_SECOND: '100' });
+    t = await openai.app({ TOKEN_POOL_SIZE: '2', TOKEN_POOL_REFILL_PER_SECOND: '100' });
     await waitUntil(async () => (await poolStats()).size === 2, 'pool full');
     const custom = await t.mint({ voice: 'marin' });
     expect(custom.statusCode).toBe(200);
@@ -77,9 +68,9 @@ describe('warm secret pool (TOKEN_POOL_SIZE)', () => {
 
   it('drops secrets with less than TOKEN_POOL_MIN_REMAINING_SECONDS left', async () => {
     const clock = new ManualClock();
-    t = await buildTestApp(fake, { TOKEN_POOL_SIZE: '2', TOKEN_POOL_REFILL_PER_SECOND: '100' }, { now: clock.now });
+    t = await openai.app({ TOKEN_POOL_SIZE: '2', TOKEN_POOL_REFILL_PER_SECOND: '100' }, { now: clock.now });
     await waitUntil(async () => (await poolStats()).size === 2, 'pool full');
-    const pooled = new Set(fake.mintRequests.map((r) => r.at));
+    const pooled = new Set(openai.fake.mintRequests.map((r) => r.at));
     expect(pooled.size).toBe(2);
     // 600 s TTL, 120 s minimum: after 481 s every pooled secret is stale
     clock.advance(481_000);
@@ -90,7 +81,7 @@ describe('warm secret pool (TOKEN_POOL_SIZE)', () => {
   });
 
   it('respects the breaker: no refill while it is open', async () => {
-    t = await buildTestApp(fake, {
+    t = await openai.app({
       TOKEN_POOL_SIZE: '2',
       TOKEN_POOL_REFILL_PER_SECOND: '100',
       CIRCUIT_BREAKER_THRESHOLD: '1',
@@ -98,25 +89,25 @@ describe('warm secret pool (TOKEN_POOL_SIZE)', () => {
       OPENAI_MAX_RETRIES: '0',
     });
     await waitUntil(async () => (await poolStats()).size === 2, 'pool full');
-    fake.script({ kind: 'status', status: 500 }, { kind: 'status', status: 500 }, { kind: 'status', status: 500 });
+    openai.fake.script({ kind: 'status', status: 500 }, { kind: 'status', status: 500 }, { kind: 'status', status: 500 });
     expectEnvelope(await t.mint({ voice: 'ash' }), 503);
-    const callsWhenOpen = fake.mintRequests.length;
+    const callsWhenOpen = openai.fake.mintRequests.length;
     // the pool still serves what it holds
     expect((await t.mint({})).statusCode).toBe(200);
     expect((await t.mint({})).statusCode).toBe(200);
     expectEnvelope(await t.mint({}), 503);
     await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(fake.mintRequests.length).toBe(callsWhenOpen);
+    expect(openai.fake.mintRequests.length).toBe(callsWhenOpen);
   });
 
   it('discards the pool on shutdown', async () => {
-    t = await buildTestApp(fake, { TOKEN_POOL_SIZE: '2', TOKEN_POOL_REFILL_PER_SECOND: '100' });
+    t = await openai.app({ TOKEN_POOL_SIZE: '2', TOKEN_POOL_REFILL_PER_SECOND: '100' });
     await waitUntil(async () => (await poolStats()).size === 2, 'pool full');
     const metricsBefore = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metricsBefore).toMatch(/^token_pool_size 2$/m);
     await t.app.close();
-    const afterClose = fake.mintRequests.length;
+    const afterClose = openai.fake.mintRequests.length;
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(fake.mintRequests.length).toBe(afterClose);
+    expect(openai.fake.mintRequests.length).toBe(afterClose);
   });
 });

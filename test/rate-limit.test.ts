@@ -1,20 +1,11 @@
 import type { IncomingMessage } from 'node:http';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { clientAddress } from '../src/plugins/request-context.js';
-import { FakeOpenAI } from './support/fake-openai.js';
-import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from './support/app.js';
+import { expectEnvelope, SITE_ORIGIN, useFakeOpenAI, type TestApp } from './support/app.js';
 
-let fake: FakeOpenAI;
+const openai = useFakeOpenAI();
 let t: TestApp;
 
-beforeEach(async () => {
-  fake = await FakeOpenAI.start();
-});
-
-afterEach(async () => {
-  await t.app.close();
-  await fake.close();
-});
 
 const from = (ip: string, xff?: string) =>
   t.app.inject({
@@ -27,7 +18,7 @@ const from = (ip: string, xff?: string) =>
 
 describe('rate limit on the token route', () => {
   it('allows RATE_LIMIT_PER_MINUTE per client; the 11th is a 429 in the envelope, CORS intact', async () => {
-    t = await buildTestApp(fake);
+    t = await openai.app();
     for (let i = 0; i < 10; i++) {
       const ok = await from('10.0.0.1');
       expect(ok.statusCode).toBe(200);
@@ -44,7 +35,7 @@ describe('rate limit on the token route', () => {
     expect(new Date(details.reset_time).toISOString()).toBe(details.reset_time);
     expect(Date.parse(details.reset_time)).toBeGreaterThan(Date.now());
     expect(limited.headers['access-control-allow-origin']).toBe(SITE_ORIGIN);
-    expect(fake.mintRequests).toHaveLength(10);
+    expect(openai.fake.mintRequests).toHaveLength(10);
     expect(t.logs.find('request refused').at(-1)).toMatchObject({ refusal: 'rate_limit', status: 429 });
 
     // another client still has its own budget
@@ -52,14 +43,14 @@ describe('rate limit on the token route', () => {
   });
 
   it('never limits /healthz and never origin-checks it', async () => {
-    t = await buildTestApp(fake, { RATE_LIMIT_PER_MINUTE: '1' });
+    t = await openai.app({ RATE_LIMIT_PER_MINUTE: '1' });
     for (let i = 0; i < 30; i++) {
       expect((await t.app.inject({ method: 'GET', url: '/healthz', remoteAddress: '10.0.0.9' })).statusCode).toBe(200);
     }
   });
 
   it('with TRUST_PROXY=1, keys on the right-most X-Forwarded-For entry, whatever the client types on the left', async () => {
-    t = await buildTestApp(fake, { TRUST_PROXY: '1', RATE_LIMIT_PER_MINUTE: '2' });
+    t = await openai.app({ TRUST_PROXY: '1', RATE_LIMIT_PER_MINUTE: '2' });
     expect((await from('100.64.0.1', '1.1.1.1, 203.0.113.7')).statusCode).toBe(200);
     expect((await from('100.64.0.1', '2.2.2.2, 203.0.113.7')).statusCode).toBe(200);
     expectEnvelope(await from('100.64.0.1', '3.3.3.3, 203.0.113.7'), 429);
@@ -68,13 +59,13 @@ describe('rate limit on the token route', () => {
   });
 
   it('with TRUST_PROXY=0, ignores X-Forwarded-For entirely', async () => {
-    t = await buildTestApp(fake, { RATE_LIMIT_PER_MINUTE: '1' });
+    t = await openai.app({ RATE_LIMIT_PER_MINUTE: '1' });
     expect((await from('10.0.0.3', '198.51.100.1')).statusCode).toBe(200);
     expectEnvelope(await from('10.0.0.3', '198.51.100.2'), 429);
   });
 
   it('RATE_LIMIT_BURST caps requests per second', async () => {
-    t = await buildTestApp(fake, { RATE_LIMIT_BURST: '2' });
+    t = await openai.app({ RATE_LIMIT_BURST: '2' });
     expect((await from('10.0.0.4')).statusCode).toBe(200);
     expect((await from('10.0.0.4')).statusCode).toBe(200);
     const burst = expectEnvelope(await from('10.0.0.4'), 429);

@@ -1,30 +1,21 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { retryAfterMs } from '../src/openai/client.js';
 import { FakeOpenAI, FAKE_API_KEY, type Behaviour } from './support/fake-openai.js';
-import { buildTestApp, expectEnvelope, ManualClock, type Env, type TestApp } from './support/app.js';
+import { expectEnvelope, ManualClock, useFakeOpenAI, type Env, type TestApp } from './support/app.js';
 
-let fake: FakeOpenAI;
-const apps: TestApp[] = [];
+const openai = useFakeOpenAI();
 
-async function app(env: Env = {}, clock?: ManualClock): Promise<TestApp> {
-  const t = await buildTestApp(fake, { OPENAI_TIMEOUT_MS: '300', ...env }, { random: () => 0.5, ...(clock ? { now: clock.now } : {}) });
-  apps.push(t);
-  return t;
+function app(env: Env = {}, clock?: ManualClock): Promise<TestApp> {
+  return openai.app({ OPENAI_TIMEOUT_MS: '300', ...env }, { random: () => 0.5, ...(clock ? { now: clock.now } : {}) });
 }
 
-beforeEach(async () => {
-  fake = await FakeOpenAI.start();
-});
-
-afterEach(async () => {
+afterEach(() => {
   // Whatever happened in the test, no secret reached a log line.
-  for (const t of apps.splice(0)) {
-    await t.app.close();
+  for (const t of openai.apps) {
     expect(t.logs.raw).not.toContain(FAKE_API_KEY);
     expect(t.logs.raw).not.toMatch(/ek_fake/);
     expect(t.logs.raw).not.toMatch(/authorization/i);
   }
-  await fake.close();
 });
 
 const status = (code: number, headers?: Record<string, string>): Behaviour => ({ kind: 'status', status: code, headers });
@@ -32,92 +23,91 @@ const status = (code: number, headers?: Record<string, string>): Behaviour => ({
 describe('retries', () => {
   it.each([408, 409, 429, 500, 502, 503])('retries %i and then succeeds', async (code) => {
     const t = await app();
-    fake.script(status(code), status(code));
+    openai.fake.script(status(code), status(code));
     expect((await t.mint()).statusCode).toBe(200);
-    expect(fake.mintRequests).toHaveLength(3);
+    expect(openai.fake.mintRequests).toHaveLength(3);
   });
 
   it.each([400, 401, 403, 404, 422])('never retries %i', async (code) => {
     const t = await app();
-    fake.script(status(code));
+    openai.fake.script(status(code));
     expectEnvelope(await t.mint(), 502);
-    expect(fake.mintRequests).toHaveLength(1);
+    expect(openai.fake.mintRequests).toHaveLength(1);
   });
 
   it('gives up after OPENAI_MAX_RETRIES: 1 + 2 attempts by default, then 503', async () => {
     const t = await app();
-    fake.script(status(500), status(500), status(500), status(500));
+    openai.fake.script(status(500), status(500), status(500), status(500));
     const envelope = expectEnvelope(await t.mint(), 503);
     expect(envelope.error.retry_after).toBeGreaterThan(0);
-    expect(fake.mintRequests).toHaveLength(3);
+    expect(openai.fake.mintRequests).toHaveLength(3);
   });
 
   it('OPENAI_MAX_RETRIES=0 means one attempt', async () => {
     const t = await app({ OPENAI_MAX_RETRIES: '0' });
-    fake.script(status(503));
+    openai.fake.script(status(503));
     expectEnvelope(await t.mint(), 503);
-    expect(fake.mintRequests).toHaveLength(1);
+    expect(openai.fake.mintRequests).toHaveLength(1);
   });
 
   it('a reset connection is retried: reset then success -> 200', async () => {
     const t = await app();
-    fake.script({ kind: 'reset' });
+    openai.fake.script({ kind: 'reset' });
     expect((await t.mint()).statusCode).toBe(200);
-    expect(fake.mintRequests).toHaveLength(2);
+    expect(openai.fake.mintRequests).toHaveLength(2);
   });
 
   it('connection refused after retries -> 503', async () => {
     const closed = await FakeOpenAI.start();
     const baseUrl = closed.baseUrl;
     await closed.close();
-    const t = await buildTestApp(fake, { OPENAI_BASE_URL: baseUrl, OPENAI_MAX_RETRIES: '1' }, { random: () => 0 });
-    apps.push(t);
+    const t = await openai.app({ OPENAI_BASE_URL: baseUrl, OPENAI_MAX_RETRIES: '1' }, { random: () => 0 });
     expectEnvelope(await t.mint(), 503);
   });
 
   it('honours retry-after-ms: the retry waits at least that long', async () => {
     const t = await app();
-    fake.script(status(429, { 'retry-after-ms': '400' }));
+    openai.fake.script(status(429, { 'retry-after-ms': '400' }));
     expect((await t.mint()).statusCode).toBe(200);
-    const [first, second] = fake.mintRequests;
+    const [first, second] = openai.fake.mintRequests;
     expect(second!.at - first!.at).toBeGreaterThanOrEqual(390);
   });
 
   it('honours Retry-After in seconds', async () => {
     const t = await app({ OPENAI_TIMEOUT_MS: '2000' });
-    fake.script(status(503, { 'retry-after': '1' }));
+    openai.fake.script(status(503, { 'retry-after': '1' }));
     expect((await t.mint()).statusCode).toBe(200);
-    const [first, second] = fake.mintRequests;
+    const [first, second] = openai.fake.mintRequests;
     expect(second!.at - first!.at).toBeGreaterThanOrEqual(990);
   });
 
   it('a Retry-After past the deadline gives up at once with 503 and that retry_after', async () => {
     const t = await app();
-    fake.script(status(429, { 'retry-after': '120' }));
+    openai.fake.script(status(429, { 'retry-after': '120' }));
     const started = performance.now();
     const envelope = expectEnvelope(await t.mint(), 503);
     expect(performance.now() - started).toBeLessThan(250);
     expect(envelope.error.retry_after).toBe(120);
-    expect(fake.mintRequests).toHaveLength(1);
+    expect(openai.fake.mintRequests).toHaveLength(1);
   });
 });
 
 describe('timeouts', () => {
   it('a hanging OpenAI -> 504 within timeout x attempts + backoff', async () => {
     const t = await app({ OPENAI_TIMEOUT_MS: '200', OPENAI_MAX_RETRIES: '1' });
-    fake.script({ kind: 'hang' }, { kind: 'hang' });
+    openai.fake.script({ kind: 'hang' }, { kind: 'hang' });
     const started = performance.now();
     expectEnvelope(await t.mint(), 504);
     const elapsed = performance.now() - started;
     // 2 attempts x 200 ms + one backoff of at most 2 s (jitter pinned at 0.5 of 200 ms here)
     expect(elapsed).toBeGreaterThanOrEqual(400);
     expect(elapsed).toBeLessThan(2 * 200 + 2000);
-    expect(fake.mintRequests).toHaveLength(2);
+    expect(openai.fake.mintRequests).toHaveLength(2);
   });
 
   it('a slow body counts against the same timeout', async () => {
     const t = await app({ OPENAI_TIMEOUT_MS: '150', OPENAI_MAX_RETRIES: '0' });
-    fake.script({ kind: 'status', status: 200, delayMs: 400 });
+    openai.fake.script({ kind: 'status', status: 200, delayMs: 400 });
     expectEnvelope(await t.mint(), 504);
   });
 });
@@ -132,7 +122,7 @@ describe('circuit breaker', () => {
   it('opens after THRESHOLD failed mints, fails fast without calling OpenAI, probes after the cooldown, closes on success', async () => {
     const clock = new ManualClock();
     const t = await app(breakerEnv, clock);
-    fake.script(status(500), status(500));
+    openai.fake.script(status(500), status(500));
     expectEnvelope(await t.mint(), 503);
     expect((await health(t)).state).toBe('closed');
     expectEnvelope(await t.mint(), 503);
@@ -142,13 +132,13 @@ describe('circuit breaker', () => {
     const fast = expectEnvelope(await t.mint(), 503);
     const fastMs = performance.now() - started;
     expect(fast.error.retry_after).toBe(30);
-    expect(fake.mintRequests).toHaveLength(2);
+    expect(openai.fake.mintRequests).toHaveLength(2);
     expect(fastMs).toBeLessThan(50);
     expect(t.logs.find('request refused').at(-1)).toMatchObject({ refusal: 'breaker' });
 
     clock.advance(30_000);
     expect((await t.mint()).statusCode).toBe(200);
-    expect(fake.mintRequests).toHaveLength(3);
+    expect(openai.fake.mintRequests).toHaveLength(3);
     expect(await health(t)).toMatchObject({ state: 'closed', consecutive_failures: 0 });
 
     const transitions = t.logs.lines.filter((l) => typeof l.breaker_to === 'string').map((l) => l.breaker_to);
@@ -158,32 +148,32 @@ describe('circuit breaker', () => {
   it('a failed probe opens it again for another cooldown; one probe at a time', async () => {
     const clock = new ManualClock();
     const t = await app(breakerEnv, clock);
-    fake.script(status(500), status(500));
+    openai.fake.script(status(500), status(500));
     await t.mint();
     await t.mint();
     clock.advance(30_000);
-    fake.script({ kind: 'status', status: 500, delayMs: 100 });
+    openai.fake.script({ kind: 'status', status: 500, delayMs: 100 });
     const [probe, concurrent] = await Promise.all([t.mint(), t.mint()]);
     expectEnvelope(probe, 503);
     expectEnvelope(concurrent, 503);
-    expect(fake.mintRequests).toHaveLength(3);
+    expect(openai.fake.mintRequests).toHaveLength(3);
     expect((await health(t)).state).toBe('open');
     clock.advance(29_000);
     expectEnvelope(await t.mint(), 503);
-    expect(fake.mintRequests).toHaveLength(3);
+    expect(openai.fake.mintRequests).toHaveLength(3);
   });
 
   it('refusals OpenAI chooses (401) do not open it', async () => {
     const t = await app(breakerEnv);
-    fake.script(status(401), status(401), status(401));
+    openai.fake.script(status(401), status(401), status(401));
     for (let i = 0; i < 3; i++) expectEnvelope(await t.mint(), 502);
     expect((await health(t)).state).toBe('closed');
-    expect(fake.mintRequests).toHaveLength(3);
+    expect(openai.fake.mintRequests).toHaveLength(3);
   });
 
   it('logs OpenAI’s message with its request id, scrubbed of key fragments, and never returns it', async () => {
     const t = await app();
-    fake.script({
+    openai.fake.script({
       kind: 'status',
       status: 401,
       body: { error: { message: `Incorrect API key provided: ${FAKE_API_KEY}.`, type: 'invalid_request_error', code: 'invalid_api_key' } },

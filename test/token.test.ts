@@ -1,6 +1,6 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeOpenAI, FAKE_API_KEY } from './support/fake-openai.js';
-import { buildTestApp, expectEnvelope, type TestApp } from './support/app.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { FAKE_API_KEY } from './support/fake-openai.js';
+import { expectEnvelope, useFakeOpenAI, type TestApp } from './support/app.js';
 
 interface TokenBody {
   client_secret: string;
@@ -27,21 +27,16 @@ interface UpstreamSession {
   max_output_tokens: number;
 }
 
-let fake: FakeOpenAI;
+const openai = useFakeOpenAI();
 let t: TestApp;
 
 beforeEach(async () => {
-  fake = await FakeOpenAI.start();
-  t = await buildTestApp(fake);
+  t = await openai.app();
 });
 
-afterEach(async () => {
-  await t.app.close();
-  await fake.close();
-});
 
 function lastSession(): { body: { expires_after: unknown; session: UpstreamSession }; headers: Record<string, unknown> } {
-  const request = fake.mintRequests.at(-1);
+  const request = openai.fake.mintRequests.at(-1);
   if (!request) throw new Error('no mint request reached the fake');
   expect(request.schemaErrors).toEqual([]);
   return { body: request.body as { expires_after: unknown; session: UpstreamSession }, headers: request.headers };
@@ -61,8 +56,8 @@ describe('POST /v1/realtime/token', () => {
     expect(body.model).toBe('gpt-realtime');
     expect(body.voice).toBe('verse');
     expect(body.expires_at).toBeGreaterThan(Date.now() / 1000 + 590);
-    expect(body.web_rtc_url).toBe(`${fake.baseUrl}/realtime/calls`);
-    expect(body.websocket_url).toBe(`${fake.baseUrl.replace('http:', 'ws:')}/realtime?model=gpt-realtime`);
+    expect(body.web_rtc_url).toBe(`${openai.fake.baseUrl}/realtime/calls`);
+    expect(body.websocket_url).toBe(`${openai.fake.baseUrl.replace('http:', 'ws:')}/realtime?model=gpt-realtime`);
     expect(response.body).not.toContain(FAKE_API_KEY);
 
     const { body: sent, headers } = lastSession();
@@ -102,8 +97,8 @@ describe('POST /v1/realtime/token', () => {
       expect(response.statusCode).toBe(200);
       expect(response.json<TokenBody>()).toMatchObject({ model: 'gpt-realtime', voice: 'verse' });
     }
-    expect(fake.mintRequests).toHaveLength(3);
-    expect(new Set(fake.mintRequests.map((r) => JSON.stringify(r.body))).size).toBe(1);
+    expect(openai.fake.mintRequests).toHaveLength(3);
+    expect(new Set(openai.fake.mintRequests.map((r) => JSON.stringify(r.body))).size).toBe(1);
   });
 
   it('honours model, voice, difficulty, sport and instructions', async () => {
@@ -137,7 +132,7 @@ describe('POST /v1/realtime/token', () => {
     expect(tones.get('easy')).toMatch(/encourag/i);
     expect(tones.get('savage')).toMatch(/brutally honest/i);
     expect(tones.get('expert')).toMatch(/analytical/i);
-    expect(fake.mintRequests.every((r) => r.schemaErrors.length === 0)).toBe(true);
+    expect(openai.fake.mintRequests.every((r) => r.schemaErrors.length === 0)).toBe(true);
   });
 
   it.each([
@@ -154,7 +149,7 @@ describe('POST /v1/realtime/token', () => {
     const fields = (envelope.error.details as { fields: { path: string; message: string }[] }).fields;
     expect(fields.map((f) => f.path)).toContain(field);
     expect(fields.every((f) => f.message.length > 0)).toBe(true);
-    expect(fake.mintRequests).toHaveLength(0);
+    expect(openai.fake.mintRequests).toHaveLength(0);
   });
 
   it('names every bad field at once', async () => {

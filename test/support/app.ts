@@ -1,9 +1,10 @@
 import { Writable } from 'node:stream';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import { afterEach, beforeEach } from 'vitest';
 import { buildApp, type AppDeps } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import { FAKE_API_KEY, type FakeOpenAI } from './fake-openai.js';
+import { FakeOpenAI, FAKE_API_KEY } from './fake-openai.js';
 
 export const SITE_ORIGIN = 'https://www.espn.com';
 export const EXTENSION_ORIGIN = 'chrome-extension://abcdefghijklmnopabcdefghijklmnop';
@@ -65,6 +66,42 @@ export async function buildTestApp(fake: FakeOpenAI, overrides: Env = {}, deps: 
     return app.inject(options);
   };
   return { app, config, logs, mint };
+}
+
+export interface FakeOpenAIHarness {
+  /** This test's fake OpenAI. */
+  readonly fake: FakeOpenAI;
+  /** The apps built by this test, oldest first. */
+  readonly apps: readonly TestApp[];
+  /** Builds an app pointed at this test's fake; it is closed after the test. */
+  app(env?: Env, deps?: AppDeps): Promise<TestApp>;
+}
+
+/** Per test: a fresh fake OpenAI, and every app built through it closed afterwards (then the fake). */
+export function useFakeOpenAI(): FakeOpenAIHarness {
+  let fake: FakeOpenAI | undefined;
+  const apps: TestApp[] = [];
+  beforeEach(async () => {
+    fake = await FakeOpenAI.start();
+  });
+  afterEach(async () => {
+    for (const t of apps.splice(0)) await t.app.close();
+    await fake?.close();
+    fake = undefined;
+  });
+  const harness: FakeOpenAIHarness = {
+    get fake() {
+      if (!fake) throw new Error('useFakeOpenAI: the fake exists only inside a test');
+      return fake;
+    },
+    apps,
+    async app(env = {}, deps = {}) {
+      const t = await buildTestApp(harness.fake, env, deps);
+      apps.push(t);
+      return t;
+    },
+  };
+  return harness;
 }
 
 export interface Envelope {
