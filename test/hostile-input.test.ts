@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeOpenAI } from './support/fake-openai.js';
 import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from './support/app.js';
+import { turn } from './support/wait.js';
 
 let fake: FakeOpenAI;
 let t: TestApp;
@@ -16,13 +17,6 @@ afterAll(async () => {
   await t.app.close();
   await fake.close();
 });
-
-/**
- * Lets the event loop turn before each request. Back-to-back inject() calls resolve through
- * microtasks only, which starves timers; under-pressure then sees a second with no event-loop
- * samples, reads it as an infinite delay, and (rightly, for a stuck loop) answers 503.
- */
-const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 const post = async (payload: string, contentType = 'application/json') => {
   await turn();

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { clientAddress } from '../src/plugins/request-context.js';
+import { turn } from './support/wait.js';
 import { expectEnvelope, SITE_ORIGIN, useFakeOpenAI, type TestApp } from './support/app.js';
 
 const openai = useFakeOpenAI();
@@ -62,6 +63,24 @@ describe('rate limit on the token route', () => {
     t = await openai.app({ RATE_LIMIT_PER_MINUTE: '1' });
     expect((await from('10.0.0.3', '198.51.100.1')).statusCode).toBe(200);
     expectEnvelope(await from('10.0.0.3', '198.51.100.2'), 429);
+  });
+
+  it('remembers a client through a busy minute of many other clients (more than the library default 5,000)', async () => {
+    t = await openai.app({ RATE_LIMIT_PER_MINUTE: '1' });
+    expect((await from('10.0.0.5')).statusCode).toBe(200);
+    // 6,000 other clients; an invalid body is refused after the rate limit has counted it, without a mint.
+    for (let i = 0; i < 6000; i++) {
+      if (i % 100 === 0) await turn();
+      const response = await t.app.inject({
+        method: 'POST',
+        url: '/v1/realtime/token',
+        remoteAddress: `10.${Math.floor(i / 250)}.${i % 250}.9`,
+        headers: { origin: SITE_ORIGIN, 'content-type': 'application/json' },
+        payload: '{"voice":1}',
+      });
+      expect(response.statusCode).toBe(422);
+    }
+    expectEnvelope(await from('10.0.0.5'), 429);
   });
 
   it('RATE_LIMIT_BURST caps requests per second', async () => {

@@ -86,15 +86,26 @@ export function failoverStore(redis: Redis, state: RateLimitStoreState): Fastify
     // Keys are already namespaced per limit by the key generators.
     child: () => store,
   };
-  return function FailoverStore() {
-    return store;
-  } as unknown as FastifyRateLimitStoreCtor;
+  return constructorOf(store);
 }
 
+/**
+ * In-process counters only. Used instead of the library's default store because that one gives
+ * each limit an LRU of 5,000 clients (the size cannot be set per limit), and a busy minute would
+ * evict and so reset clients still inside their window.
+ */
 export function localStore(): FastifyRateLimitStoreCtor {
   const local = new LocalStore(false, false, LOCAL_CLIENTS);
   const store: FastifyRateLimitStore = { incr: (...args) => local.incr(...args), child: () => store };
-  return function SharedLocalStore() {
+  return constructorOf(store);
+}
+
+/**
+ * @fastify/rate-limit calls `new Store(options)`: a constructor that returns an object hands back
+ * that object, so every limit shares the one store (keys are namespaced by the key generators).
+ */
+function constructorOf(store: FastifyRateLimitStore): FastifyRateLimitStoreCtor {
+  return function SharedStore() {
     return store;
   } as unknown as FastifyRateLimitStoreCtor;
 }
