@@ -71,3 +71,22 @@ describe.skipIf(!available)('rate limits shared in Redis across replicas', () =>
     expect(a.logs.find('rate limit: counters shared in Redis')).toHaveLength(2);
   });
 });
+
+describe.skipIf(!available)('a replica that boots before Redis', () => {
+  it('answers on in-process limits, then joins Redis when it comes up', async () => {
+    const redis = await RedisServer.reserve();
+    const fake = await FakeOpenAI.start();
+    const t = await buildTestApp(fake, { REDIS_URL: redis.url });
+    try {
+      const store = async () => (await t.app.inject({ method: 'GET', url: '/healthz' })).json<{ rate_limit_store: string }>().rate_limit_store;
+      expect(await store()).toBe('fallback');
+      expect((await t.app.inject({ method: 'POST', url: '/v1/realtime/token', headers: { origin: SITE_ORIGIN } })).statusCode).toBe(200);
+      await redis.resume();
+      await waitUntil(async () => (await store()) === 'redis', 'the replica to join Redis');
+    } finally {
+      await t.app.close();
+      await fake.close();
+      await redis.stop();
+    }
+  });
+});

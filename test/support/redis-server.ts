@@ -22,9 +22,14 @@ export class RedisServer {
   private constructor(readonly port: number) {}
 
   static async start(): Promise<RedisServer> {
-    const server = new RedisServer(await freePort());
+    const server = await RedisServer.reserve();
     await server.resume();
     return server;
+  }
+
+  /** A port for a server that is not running yet (start it with resume()). */
+  static async reserve(): Promise<RedisServer> {
+    return new RedisServer(await freePort());
   }
 
   get url(): string {
