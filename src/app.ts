@@ -53,7 +53,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     cooldownMs: config.circuitBreakerCooldownMs,
     now,
     onTransition: (from, to, consecutiveFailures) => {
-      metrics.setBreakerState(to);
       logger[to === 'open' ? 'warn' : 'info'](
         { breaker_from: from, breaker_to: to, consecutive_failures: consecutiveFailures },
         `circuit breaker ${to}`,
@@ -72,8 +71,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
           upstreamWaitMs: () => breaker.retryAfterMs,
           log: poolLog,
           now,
-          onChange: (size) => metrics.poolSize.set(size),
-          onTake: (hit) => metrics.poolRequests.inc({ result: hit ? 'hit' : 'miss' }),
         })
       : undefined;
   if (pool) minter.usePool(pool);
@@ -83,7 +80,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     now,
   );
   const redis = config.redisUrl ? await createRedis(config.redisUrl) : undefined;
-  const storeState = new RateLimitStoreState(redis !== undefined, logger, (mode) => metrics.setRateLimitStore(mode));
+  const storeState = new RateLimitStoreState(redis !== undefined, logger);
+  metrics.watch({
+    breakerState: () => breaker.state,
+    rateLimitStore: () => storeState.mode,
+    pool: pool ? () => pool.stats : undefined,
+  });
 
   const app = Fastify({
     loggerInstance: logger,

@@ -110,7 +110,6 @@ export function toAppError(error: FastifyError | AppError | Error): AppError {
   const code = (error as FastifyError).code;
   switch (code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new AppError(400, 'The request body is not valid JSON.', { reason: 'bad_request' });
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new AppError(413, 'The request body is larger than 16 KiB.', { reason: 'bad_request' });

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BreakerState } from './openai/circuit-breaker.js';
+import type { SecretPoolStats } from './realtime/secret-pool.js';
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
 export type RateLimitStoreMode = 'memory' | 'redis' | 'fallback';
@@ -31,32 +32,6 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
-  readonly breakerState = new Gauge({
-    name: 'circuit_breaker_state',
-    help: 'Circuit breaker in front of OpenAI: 0 closed, 1 half-open, 2 open.',
-    registers: [this.registry],
-  });
-
-  readonly rateLimitStore = new Gauge({
-    name: 'rate_limit_store_mode',
-    help: 'Which store keeps the rate-limit counters: 1 for the active one (memory, redis, or fallback = in-process while Redis is down).',
-    labelNames: ['mode'] as const,
-    registers: [this.registry],
-  });
-
-  readonly poolSize = new Gauge({
-    name: 'token_pool_size',
-    help: 'Warm client secrets waiting in the pool.',
-    registers: [this.registry],
-  });
-
-  readonly poolRequests = new Counter({
-    name: 'token_pool_requests_total',
-    help: 'Default-session requests served from the warm pool (hit) or not (miss).',
-    labelNames: ['result'] as const,
-    registers: [this.registry],
-  });
-
   // Label children looked up once per label set, not hashed again on every request.
   private readonly mintChildren = new Map<string, Counter.Internal>();
   private readonly upstreamChildren = new Map<string, Histogram.Internal<'operation' | 'outcome'>>();
@@ -83,15 +58,57 @@ export class ServiceMetrics {
 
   constructor(collectProcessMetrics: boolean) {
     if (collectProcessMetrics) collectDefaultMetrics({ register: this.registry });
-    this.breakerState.set(0);
-    this.setRateLimitStore('memory');
   }
 
-  setBreakerState(state: BreakerState): void {
-    this.breakerState.set(BREAKER_VALUE[state]);
-  }
-
-  setRateLimitStore(active: RateLimitStoreMode): void {
-    for (const mode of STORE_MODES) this.rateLimitStore.set({ mode }, mode === active ? 1 : 0);
+  /**
+   * State that lives elsewhere (breaker, rate-limit store, pool) is read when /metrics is scraped,
+   * not copied into the metrics on every change.
+   */
+  watch(sources: {
+    breakerState: () => BreakerState;
+    rateLimitStore: () => RateLimitStoreMode;
+    pool: (() => SecretPoolStats) | undefined;
+  }): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'circuit_breaker_state',
+      help: 'Circuit breaker in front of OpenAI: 0 closed, 1 half-open, 2 open.',
+      registers,
+      collect() {
+        this.set(BREAKER_VALUE[sources.breakerState()]);
+      },
+    });
+    new Gauge({
+      name: 'rate_limit_store_mode',
+      help: 'Which store keeps the rate-limit counters: 1 for the active one (memory, redis, or fallback = in-process while Redis is down).',
+      labelNames: ['mode'] as const,
+      registers,
+      collect() {
+        const active = sources.rateLimitStore();
+        for (const mode of STORE_MODES) this.set({ mode }, mode === active ? 1 : 0);
+      },
+    });
+    const pool = sources.pool;
+    if (!pool) return;
+    new Gauge({
+      name: 'token_pool_size',
+      help: 'Warm client secrets waiting in the pool.',
+      registers,
+      collect() {
+        this.set(pool().size);
+      },
+    });
+    new Counter({
+      name: 'token_pool_requests_total',
+      help: 'Default-session requests served from the warm pool (hit) or not (miss).',
+      labelNames: ['result'] as const,
+      registers,
+      collect() {
+        const stats = pool();
+        this.reset();
+        this.inc({ result: 'hit' }, stats.hits);
+        this.inc({ result: 'miss' }, stats.misses);
+      },
+    });
   }
 }

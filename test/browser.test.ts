@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
-import { FakeOpenAI, FAKE_API_KEY } from './support/fake-openai.js';
-import { LogCapture } from './support/app.js';
+import { FakeOpenAI } from './support/fake-openai.js';
+import { LogCapture, testEnv } from './support/app.js';
 import { CHROMIUM, CHROMIUM_ARGS, hasChromium } from './support/browser.js';
 
 if (!hasChromium) {
@@ -37,12 +37,7 @@ async function site(): Promise<{ server: Server; origin: string }> {
 }
 
 async function startService(fake: FakeOpenAI, origins: string[], logs: LogCapture): Promise<{ app: FastifyInstance; url: string }> {
-  const config = loadConfig({
-    OPENAI_API_KEY: FAKE_API_KEY,
-    OPENAI_BASE_URL: fake.baseUrl,
-    ALLOWED_ORIGINS: JSON.stringify(origins),
-    HOST: '127.0.0.1',
-  });
+  const config = loadConfig(testEnv(fake.baseUrl, { ALLOWED_ORIGINS: JSON.stringify(origins) }));
   const app = await buildApp(config, { logger: createLogger(config, logs) });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   return { app, url };

@@ -140,3 +140,11 @@ describe('.env.example', () => {
     expect(config.tokenPoolSize).toBe(0);
   });
 });
+
+describe('README', () => {
+  it('names every setting in its settings table', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(readme.indexOf('## Settings'), readme.indexOf('## Scaling out'));
+    for (const name of ENV_VARIABLES) expect(table, name).toContain(`\`${name}\``);
+  });
+});

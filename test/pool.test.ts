@@ -1,10 +1,13 @@
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
+import { OpenAIClient } from '../src/openai/client.js';
+import { SecretPool } from '../src/realtime/secret-pool.js';
+import { FAKE_API_KEY } from './support/fake-openai.js';
 import { expectEnvelope, ManualClock, useFakeOpenAI, type TestApp } from './support/app.js';
 import { waitUntil } from './support/wait.js';
 
 const openai = useFakeOpenAI();
 let t: TestApp;
-
 
 interface PoolStats {
   size: number;
@@ -30,6 +33,10 @@ describe('warm secret pool (TOKEN_POOL_SIZE)', () => {
     await waitUntil(async () => (await poolStats()).size === 3, 'pool refilled');
     expect(openai.fake.mintRequests).toHaveLength(4);
     expect(await poolStats()).toMatchObject({ hits: 1, misses: 0, capacity: 3 });
+    const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(/^token_pool_size 3$/m);
+    expect(metrics).toMatch(/^token_pool_requests_total\{result="hit"\} 1$/m);
+    expect(metrics).toMatch(/^token_pool_requests_total\{result="miss"\} 0$/m);
     // a pooled secret was minted with the exact default session body
     expect(openai.fake.mintRequests.every((r) => r.schemaErrors.length === 0)).toBe(true);
   });
@@ -100,14 +107,26 @@ describe('warm secret pool (TOKEN_POOL_SIZE)', () => {
     expect(openai.fake.mintRequests.length).toBe(callsWhenOpen);
   });
 
-  it('discards the pool on shutdown', async () => {
-    t = await openai.app({ TOKEN_POOL_SIZE: '2', TOKEN_POOL_REFILL_PER_SECOND: '100' });
-    await waitUntil(async () => (await poolStats()).size === 2, 'pool full');
-    const metricsBefore = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
-    expect(metricsBefore).toMatch(/^token_pool_size 2$/m);
-    await t.app.close();
-    const afterClose = openai.fake.mintRequests.length;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(openai.fake.mintRequests.length).toBe(afterClose);
+  it('close() discards the pooled secrets and stops refilling', async () => {
+    // The pool on its own, minting through a real client: at app level the closed client would hide it.
+    const client = new OpenAIClient({ baseUrl: openai.fake.baseUrl, apiKey: FAKE_API_KEY, timeoutMs: 2000, maxRetries: 0 });
+    const pool = new SecretPool({
+      size: 2,
+      minRemainingSeconds: 120,
+      refillPerSecond: 2,
+      mint: () => client.createClientSecret(JSON.stringify({ session: { type: 'realtime' } }), { log: pino({ level: 'silent' }) }),
+      upstreamWaitMs: () => 0,
+      log: pino({ level: 'silent' }),
+    });
+    pool.start();
+    await waitUntil(() => pool.stats.size === 2, 'pool full');
+    expect(pool.take()).toBeDefined(); // a refill is now due within 500 ms
+    pool.close();
+    expect(pool.stats.size).toBe(0);
+    const minted = openai.fake.mintRequests.length;
+    // Nothing to await: this proves an absence, so wait past the refill's due time.
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(openai.fake.mintRequests.length).toBe(minted);
+    await client.close();
   });
 });

@@ -105,10 +105,18 @@ describe('timeouts', () => {
     expect(openai.fake.mintRequests).toHaveLength(2);
   });
 
-  it('a slow body counts against the same timeout', async () => {
+  it('slow headers count against the timeout', async () => {
     const t = await app({ OPENAI_TIMEOUT_MS: '150', OPENAI_MAX_RETRIES: '0' });
     openai.fake.script({ kind: 'status', status: 200, delayMs: 400 });
     expectEnvelope(await t.mint(), 504);
+  });
+
+  it('a body that stalls after the headers counts against the same timeout', async () => {
+    const t = await app({ OPENAI_TIMEOUT_MS: '150', OPENAI_MAX_RETRIES: '0' });
+    openai.fake.script({ kind: 'stall-body' });
+    const started = performance.now();
+    expectEnvelope(await t.mint(), 504);
+    expect(performance.now() - started).toBeLessThan(1_000);
   });
 });
 

@@ -33,10 +33,8 @@ export class RateLimitStoreState {
   constructor(
     private readonly hasRedis: boolean,
     private readonly log: FastifyBaseLogger,
-    private readonly onChange: (mode: RateLimitStoreMode) => void,
   ) {
     this.current = hasRedis ? 'fallback' : 'memory';
-    onChange(this.current);
   }
 
   get mode(): RateLimitStoreMode {
@@ -47,14 +45,12 @@ export class RateLimitStoreState {
     if (!this.hasRedis || this.current === 'redis') return;
     this.current = 'redis';
     this.log.info('rate limit: counters shared in Redis');
-    this.onChange('redis');
   }
 
   redisDown(cause: string): void {
     if (!this.hasRedis || this.current === 'fallback') return;
     this.current = 'fallback';
     this.log.warn({ cause }, 'rate limit: Redis unreachable, counting in-process until it returns');
-    this.onChange('fallback');
   }
 }
 

@@ -13,8 +13,6 @@ export interface SecretPoolOptions {
   log: FastifyBaseLogger;
   /** Wall clock (ms) for expiry; pacing uses the monotonic clock. */
   now?: () => number;
-  onChange?: (size: number) => void;
-  onTake?: (hit: boolean) => void;
 }
 
 export interface SecretPoolStats {
@@ -62,7 +60,6 @@ export class SecretPool {
     this.timer = undefined;
     this.expiryTimer = undefined;
     this.secrets.length = 0;
-    this.options.onChange?.(0);
   }
 
   /** A fresh secret for exactly one caller, or undefined (a miss). */
@@ -71,8 +68,6 @@ export class SecretPool {
     const secret = this.secrets.shift();
     if (secret) this.hits += 1;
     else this.misses += 1;
-    this.options.onTake?.(secret !== undefined);
-    this.options.onChange?.(this.secrets.length);
     this.pump();
     return secret;
   }
@@ -109,7 +104,6 @@ export class SecretPool {
       () => {
         this.expiryTimer = undefined;
         this.dropStale();
-        this.options.onChange?.(this.secrets.length);
         this.scheduleExpiry();
         this.pump();
       },
@@ -149,8 +143,7 @@ export class SecretPool {
           this.failures = 0;
           if (this.closed || this.isStale(secret)) return;
           this.secrets.push(secret);
-          this.options.onChange?.(this.secrets.length);
-          if (this.secrets.length === 1) this.scheduleExpiry();
+                if (this.secrets.length === 1) this.scheduleExpiry();
         },
         (error: unknown) => {
           if (this.failures === 0) {

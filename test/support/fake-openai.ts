@@ -10,6 +10,8 @@ export type Behaviour =
   | { kind: 'raw'; status: number; body: string; contentType?: string }
   /** Accepts the request and never answers. */
   | { kind: 'hang' }
+  /** Sends 200 headers and the start of a body, then nothing more. */
+  | { kind: 'stall-body' }
   /** Destroys the connection without an answer. */
   | { kind: 'reset' };
 
@@ -140,6 +142,12 @@ export class FakeOpenAI {
       case 'hang':
         this.hanging.add(res);
         res.on('close', () => this.hanging.delete(res));
+        return;
+      case 'stall-body':
+        this.hanging.add(res);
+        res.on('close', () => this.hanging.delete(res));
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"value":"ek_');
         return;
       case 'reset':
         req.socket.destroy();
