@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ValidateFunction } from 'ajv';
 
-const SCHEMA_FILE = new URL('../../../shared/openai/realtime-openapi-subset.json', import.meta.url);
+/** The project's own copy of OpenAI's schemas (see schemas/openai/README.md): nothing outside the repo. */
+export const SCHEMA_FILE = new URL('../../schemas/openai/realtime-openapi-subset.json', import.meta.url);
 
 type Json = Record<string, unknown>;
 
@@ -19,18 +20,38 @@ function closeObjects(node: unknown): unknown {
   return copy;
 }
 
-let validator: ValidateFunction | undefined;
+/**
+ * Compiled at import: a missing or broken schema file stops the fake (and every test using it) with
+ * an error that names the file, instead of surfacing later as "OpenAI answered 400".
+ */
+function compileValidators(): { clientSecret: ValidateFunction; callCreate: ValidateFunction } {
+  let document: { components: Json };
+  try {
+    document = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as { components: Json };
+  } catch (error) {
+    throw new Error(`fake OpenAI: cannot load OpenAI's schema from ${SCHEMA_FILE.pathname}`, { cause: error });
+  }
+  const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
+  ajv.addSchema({ $id: 'openai', components: closeObjects(document.components) });
+  return {
+    clientSecret: ajv.compile({ $ref: 'openai#/components/schemas/RealtimeCreateClientSecretRequest' }),
+    callCreate: ajv.compile({ $ref: 'openai#/components/schemas/RealtimeCallCreateRequest' }),
+  };
+}
+
+const validators = compileValidators();
+
+function problems(validate: ValidateFunction, body: unknown): string[] {
+  if (validate(body)) return [];
+  return (validate.errors ?? []).map((error) => `${error.instancePath || '/'} ${error.message ?? ''}`);
+}
 
 /** Validates a body against OpenAI's RealtimeCreateClientSecretRequest (closed objects). */
 export function validateClientSecretRequest(body: unknown): string[] {
-  if (!validator) {
-    const document = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as { components: Json };
-    const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
-    validator = ajv.compile({
-      components: closeObjects(document.components),
-      $ref: '#/components/schemas/RealtimeCreateClientSecretRequest',
-    });
-  }
-  if (validator(body)) return [];
-  return (validator.errors ?? []).map((error) => `${error.instancePath || '/'} ${error.message ?? ''}`);
+  return problems(validators.clientSecret, body);
+}
+
+/** Validates the parts of a POST /realtime/calls (sdp, session) against RealtimeCallCreateRequest. */
+export function validateCallCreateRequest(body: unknown): string[] {
+  return problems(validators.callCreate, body);
 }
