@@ -2,7 +2,7 @@
 # Realtime token service. Build: docker build -t realtime-token-service .
 # Run:   docker run -p 8000:8000 -e OPENAI_API_KEY=... -e ALLOWED_ORIGINS=... realtime-token-service
 
-# Node 24 is the current LTS line; the service itself supports Node >= 20.18.1.
+# Node 24 LTS, the same major as .nvmrc, package.json engines and CI.
 ARG NODE_IMAGE=node:24-bookworm-slim
 
 # --- build: dev dependencies and the TypeScript compiler, then dist/ ---
