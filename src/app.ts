@@ -10,6 +10,7 @@ import { CircuitBreaker } from './openai/circuit-breaker.js';
 import { OpenAIClient } from './openai/client.js';
 import { UpstreamHealth } from './openai/upstream-health.js';
 import { docs } from './plugins/docs.js';
+import { guards } from './plugins/guards.js';
 import { rateLimiting } from './plugins/rate-limit.js';
 import { createRedis, failoverStore, localStore, RateLimitStoreState } from './plugins/rate-limit-store.js';
 import { requestContext, requestIdFor } from './plugins/request-context.js';
@@ -146,6 +147,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     config,
     store: redis ? failoverStore(redis, storeState) : localStore(),
   });
+  await app.register(guards, { config });
   await app.register(docs, { version: VERSION });
 
   await app.register(rootRoutes, { version: VERSION, metricsEnabled: config.metricsEnabled, pool });

@@ -37,7 +37,7 @@ export const rateLimiting = fp(
         check: app.createRateLimit({
           max: opts.config.rateLimitBurst,
           timeWindow: 1000,
-          keyGenerator: (request) => `s:${request.clientIp}`,
+          keyGenerator: (request) => `s:${request.clientKey}`,
         }),
         window: 'second',
       });
@@ -46,7 +46,7 @@ export const rateLimiting = fp(
       check: app.createRateLimit({
         max: opts.config.rateLimitPerMinute,
         timeWindow: 60_000,
-        keyGenerator: (request) => `m:${request.clientIp}`,
+        keyGenerator: (request) => `m:${request.clientKey}`,
       }),
       window: 'minute',
     });

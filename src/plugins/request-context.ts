@@ -7,6 +7,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The client as far as rate limits and audit lines are concerned (see clientAddress). */
     clientIp: string;
+    /** Who every limit, quota, budget and call slot counts against (the address, or the user once authenticated). */
+    clientKey: string;
   }
 }
 
@@ -42,9 +44,11 @@ export function clientAddress(req: IncomingMessage, trustedHops: number): string
 export const requestContext = fp(
   async function requestContext(app: FastifyInstance, opts: { trustProxy: number }) {
     app.decorateRequest('clientIp', '');
+    app.decorateRequest('clientKey', '');
     // Callback-style hooks: they run on every request and need no promise.
     app.addHook('onRequest', (request, reply, done) => {
       request.clientIp = clientAddress(request.raw, opts.trustProxy);
+      request.clientKey = request.clientIp;
       reply.header('x-request-id', request.id);
       done();
     });

@@ -4,7 +4,6 @@ import { z } from 'zod';
 import type { Config } from '../config.js';
 import { errorEnvelopeSchema } from '../errors.js';
 import type { ServiceMetrics } from '../metrics.js';
-import { originGuard } from '../plugins/security.js';
 import type { SecretMinter } from '../realtime/minter.js';
 import { connectionUrls, resolveChoice, tokenRequestSchema } from '../realtime/session.js';
 
@@ -50,7 +49,7 @@ export async function tokenRoutes(
   app.withTypeProvider<ZodTypeProvider>().post(
     '/v1/realtime/token',
     {
-      onRequest: [originGuard(config), app.tokenRateLimit],
+      onRequest: app.mintGuards,
       // Each mint already logs its audit line, each refusal its refusal line.
       config: { quietAccessLog: true },
       schema: {

@@ -1,0 +1,22 @@
+import type { FastifyInstance, onRequestHookHandler } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Config } from '../config.js';
+import { originGuard } from './security.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * Every check a request must pass before it may cost the operator a session, in order. A route
+     * that mints (a secret or a call) takes all of them with `onRequest: app.mintGuards`.
+     */
+    mintGuards: onRequestHookHandler[];
+  }
+}
+
+/** The one guard chain of the minting routes: origin, then the per-client limits. */
+export const guards = fp(
+  async function guards(app: FastifyInstance, opts: { config: Config }) {
+    app.decorate('mintGuards', [originGuard(opts.config), app.tokenRateLimit] as onRequestHookHandler[]);
+  },
+  { name: 'guards', dependencies: ['security', 'rate-limiting'] },
+);
