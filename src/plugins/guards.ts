@@ -10,13 +10,20 @@ declare module 'fastify' {
      * that mints (a secret or a call) takes all of them with `onRequest: app.mintGuards`.
      */
     mintGuards: onRequestHookHandler[];
+    /**
+     * Who is asking, without spending anything: origin and (when on) caller authentication. For
+     * routes that act on something the caller already holds, e.g. ending its own call.
+     */
+    callerGuards: onRequestHookHandler[];
   }
 }
 
 /** The one guard chain of the minting routes: origin, then the per-client limits. */
 export const guards = fp(
   async function guards(app: FastifyInstance, opts: { config: Config }) {
-    app.decorate('mintGuards', [originGuard(opts.config), app.tokenRateLimit] as onRequestHookHandler[]);
+    const caller = [originGuard(opts.config)] as onRequestHookHandler[];
+    app.decorate('callerGuards', caller);
+    app.decorate('mintGuards', [...caller, app.tokenRateLimit] as onRequestHookHandler[]);
   },
   { name: 'guards', dependencies: ['security', 'rate-limiting'] },
 );

@@ -65,14 +65,20 @@ export const security = fp(
     });
     await app.register(cors, {
       origin: (origin, callback) => callback(null, origin !== undefined && corsOrigins.has(origin)),
-      methods: ['GET', 'POST', 'OPTIONS'],
-      allowedHeaders: ['Content-Type', 'X-Request-ID'],
+      methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+      // Authorization: the caller's JWT (and what the official Agents SDK always sends on a call).
+      allowedHeaders: ['Content-Type', 'X-Request-ID', 'Authorization', 'X-OpenAI-Agents-SDK'],
       exposedHeaders: [
         'X-Request-ID',
         'Retry-After',
+        'RateLimit',
+        'RateLimit-Policy',
         'X-RateLimit-Limit',
         'X-RateLimit-Remaining',
         'X-RateLimit-Reset',
+        // A relayed call: its id (the SDK reads it from Location) and its hard end.
+        'Location',
+        'X-Call-Ends-At',
       ],
       maxAge: 600,
     });
