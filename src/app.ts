@@ -3,15 +3,16 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import { AppError, errorHandling } from './errors.js';
-import { createLogger } from './logger.js';
+import { AppError, clientErrorHandler, errorHandling, expectationFailed } from './errors.js';
+import { boundedStdout, createLogger, type BoundedDestination } from './logger.js';
 import { ServiceMetrics } from './metrics.js';
 import { CircuitBreaker } from './openai/circuit-breaker.js';
 import { OpenAIClient } from './openai/client.js';
 import { UpstreamHealth } from './openai/upstream-health.js';
 import { docs } from './plugins/docs.js';
 import { guards } from './plugins/guards.js';
-import { rateLimiting } from './plugins/rate-limit.js';
+import { identity, MAX_LOGGED_CHARS, type JwtVerifierOptions } from './plugins/identity.js';
+import { MintBudget, rateLimiting } from './plugins/rate-limit.js';
 import { createRedis, failoverStore, localStore, RateLimitStoreState } from './plugins/rate-limit-store.js';
 import { requestContext, requestIdFor } from './plugins/request-context.js';
 import { security } from './plugins/security.js';
@@ -33,13 +34,24 @@ export interface AppDeps {
   now?: () => number;
   /** Backoff jitter. */
   random?: () => number;
+  /** Caller authentication knobs (tests shorten the JWKS refetch cooldown). */
+  jwt?: JwtVerifierOptions;
 }
+
+/** Request headers larger than this are refused (431) before any work: a cap on what a log line or a key can carry. */
+export const MAX_HEADER_BYTES = 8 * 1024;
 
 /** Builds the whole service without listening. */
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
-  const logger: FastifyBaseLogger = deps.logger ?? createLogger(config);
+  // Our own stdout is bounded (drops rather than exhausts memory); an injected logger is the caller's.
+  const logDestination: BoundedDestination | undefined = deps.logger || config.logFormat !== 'json' ? undefined : boundedStdout();
+  const logger: FastifyBaseLogger = deps.logger ?? createLogger(config, logDestination);
   const now = deps.now ?? Date.now;
   const metrics = new ServiceMetrics(config.metricsEnabled);
+  const budget = new MintBudget(config);
+  if (config.globalMintsPerDay === undefined) {
+    logger.warn('no GLOBAL_MINTS_PER_DAY: nothing bounds how many client secrets the whole service mints in a day');
+  }
 
   const client = new OpenAIClient({
     baseUrl: config.openaiBaseUrl,
@@ -69,7 +81,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
           minRemainingSeconds: config.tokenPoolMinRemainingSeconds,
           refillPerSecond: config.tokenPoolRefillPerSecond,
           mint: () => minter.mintDefault(poolLog),
-          upstreamWaitMs: () => breaker.retryAfterMs,
+          // No refills while OpenAI is failing or the service's budget is spent.
+          upstreamWaitMs: () => Math.max(breaker.retryAfterMs, budget.waitMs()),
           log: poolLog,
           now,
         })
@@ -86,6 +99,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     breakerState: () => breaker.state,
     rateLimitStore: () => storeState.mode,
     pool: pool ? () => pool.stats : undefined,
+    budget: () => budget.windows,
+    droppedLogLines: () => logDestination?.droppedLines ?? 0,
   });
 
   const app = Fastify({
@@ -100,7 +115,13 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // A mint can take up to the client's deadline; nothing else should take longer.
     requestTimeout: client.deadlineMs + 5_000,
     return503OnClosing: true,
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    clientErrorHandler: clientErrorHandler((status, code) => {
+      metrics.refusals.inc({ reason: 'bad_request' });
+      logger.debug({ status, client_error: code }, 'client error');
+    }),
   });
+  app.server.on('checkExpectation', expectationFailed);
 
   // zod validates what comes in. What goes out is built field by field by handlers whose return
   // types TypeScript checks against the same zod schemas (which also drive the docs), so the
@@ -123,15 +144,17 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
         {
           refusal: error.reason,
           status: error.statusCode,
-          origin: request.headers.origin,
+          origin: request.headers.origin?.slice(0, MAX_LOGGED_CHARS),
           client_ip: request.clientIp,
+          user: request.userId,
           ...error.logContext,
         },
         'request refused',
       );
     },
   });
-  await app.register(requestContext, { trustProxy: config.trustProxy });
+  await app.register(requestContext);
+  await app.register(identity, { config, log: logger, jwt: deps.jwt });
   await app.register(underPressure, {
     // Event-loop delay, not utilization: a busy but responsive server (ELU near 1 under load) keeps serving.
     maxEventLoopDelay: 1_000,
@@ -146,6 +169,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(rateLimiting, {
     config,
     store: redis ? failoverStore(redis, storeState) : localStore(),
+    budget,
+    log: logger,
   });
   await app.register(guards, { config });
   await app.register(docs, { version: VERSION });
@@ -159,6 +184,12 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     // Not awaited: the service answers (on in-process limits) while Redis connects.
     redis?.connect().catch(() => undefined);
     pool?.start();
+  });
+  // SIGTERM: mints in flight get what is left of SHUTDOWN_TIMEOUT_MS (less a second to answer),
+  // so each ends with an answer (a minted secret, or a 503 to retry elsewhere) before the exit.
+  app.addHook('preClose', async () => {
+    const timeout = config.shutdownTimeoutMs;
+    client.drain(Math.max(0, timeout - Math.min(1_000, timeout / 2)));
   });
   app.addHook('onClose', async () => {
     pool?.close();

@@ -234,8 +234,50 @@ const envSchema = z
     TOKEN_POOL_MIN_REMAINING_SECONDS: intVar(120, 5, 7000),
     TOKEN_POOL_REFILL_PER_SECOND: numberVar(2, 0.01, 100),
     SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 120_000),
+    // --- who may ask, and how much ---
+    RATE_LIMIT_IPV6_PREFIX: intVar(56, 32, 128),
+    MINTS_PER_CLIENT_PER_DAY: intVar(100, 0, 1_000_000),
+    GLOBAL_MINTS_PER_MINUTE: intVar(undefined, 1, 10_000_000),
+    GLOBAL_MINTS_PER_DAY: intVar(undefined, 1, 1_000_000_000),
+    AUTH_JWKS_URL: z
+      .string()
+      .optional()
+      .transform((raw, ctx) => {
+        const value = raw?.trim();
+        if (!value) return undefined;
+        let url: URL | undefined;
+        try {
+          url = new URL(value);
+        } catch {
+          url = undefined;
+        }
+        if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+          ctx.addIssue({ code: 'custom', message: 'must be an http(s) URL of a JWKS document' });
+          return z.NEVER;
+        }
+        return value;
+      }),
+    AUTH_JWT_SECRET: z
+      .string()
+      .optional()
+      .transform((raw, ctx) => {
+        if (raw === undefined || raw === '') return undefined;
+        if (Buffer.byteLength(raw, 'utf8') < 32) {
+          ctx.addIssue({ code: 'custom', message: 'must be at least 32 bytes (HS256)' });
+          return z.NEVER;
+        }
+        return raw;
+      }),
+    AUTH_ISSUER: z
+      .string()
+      .optional()
+      .transform((raw) => raw?.trim() || undefined),
+    AUTH_AUDIENCE: listVar([]),
   })
   .superRefine((env, ctx) => {
+    if (env.AUTH_JWKS_URL && env.AUTH_JWT_SECRET) {
+      ctx.addIssue({ code: 'custom', path: ['AUTH_JWT_SECRET'], message: 'set AUTH_JWKS_URL or AUTH_JWT_SECRET, not both' });
+    }
     if (Array.isArray(env.ALLOWED_MODELS) && !env.ALLOWED_MODELS.includes(env.REALTIME_MODEL)) {
       ctx.addIssue({ code: 'custom', path: ['REALTIME_MODEL'], message: 'must be one of ALLOWED_MODELS' });
     }
@@ -293,6 +335,18 @@ export interface Config {
   readonly tokenPoolMinRemainingSeconds: number;
   readonly tokenPoolRefillPerSecond: number;
   readonly shutdownTimeoutMs: number;
+  readonly rateLimitIpv6Prefix: number;
+  /** 0 = no daily quota. */
+  readonly mintsPerClientPerDay: number;
+  readonly globalMintsPerMinute: number | undefined;
+  readonly globalMintsPerDay: number | undefined;
+  readonly authJwksUrl: string | undefined;
+  /** Never logged or printed. */
+  readonly authJwtSecret: string | undefined;
+  readonly authIssuer: string | undefined;
+  readonly authAudience: readonly string[];
+  /** Whether minting routes require a bearer JWT (AUTH_JWKS_URL or AUTH_JWT_SECRET set). */
+  readonly authEnabled: boolean;
 }
 
 export class ConfigError extends Error {
@@ -346,5 +400,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokenPoolMinRemainingSeconds: e.TOKEN_POOL_MIN_REMAINING_SECONDS,
     tokenPoolRefillPerSecond: e.TOKEN_POOL_REFILL_PER_SECOND,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    rateLimitIpv6Prefix: e.RATE_LIMIT_IPV6_PREFIX,
+    mintsPerClientPerDay: e.MINTS_PER_CLIENT_PER_DAY,
+    globalMintsPerMinute: e.GLOBAL_MINTS_PER_MINUTE,
+    globalMintsPerDay: e.GLOBAL_MINTS_PER_DAY,
+    authJwksUrl: e.AUTH_JWKS_URL,
+    authJwtSecret: e.AUTH_JWT_SECRET,
+    authIssuer: e.AUTH_ISSUER,
+    authAudience: Object.freeze(e.AUTH_AUDIENCE),
+    authEnabled: e.AUTH_JWKS_URL !== undefined || e.AUTH_JWT_SECRET !== undefined,
   });
 }

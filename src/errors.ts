@@ -1,4 +1,6 @@
-import { STATUS_CODES } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
@@ -7,7 +9,10 @@ import { z } from 'zod';
 /** Why a request was refused: the label of the refusal log line and of the refusals metric. */
 export type RefusalReason =
   | 'origin'
+  | 'auth'
   | 'rate_limit'
+  | 'quota'
+  | 'budget'
   | 'validation'
   | 'bad_request'
   | 'not_found'
@@ -183,3 +188,55 @@ export const errorHandling = fp(
   },
   { name: 'error-handling' },
 );
+
+// What Node's HTTP parser refuses before Fastify sees a request, and what the client should hear.
+const CLIENT_ERRORS: Record<string, [number, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'The request headers are larger than 8 KiB.'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request did not arrive in time.'],
+  ERR_HTTP_HEADERS_TIMEOUT: [408, 'The request headers did not arrive in time.'],
+};
+
+function rawEnvelope(status: number, message: string): string {
+  const requestId = randomUUID();
+  const body = JSON.stringify(envelope(status, message, requestId));
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+    'Content-Type: application/json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    `X-Request-ID: ${requestId}\r\n` +
+    'Cache-Control: no-store\r\nConnection: close\r\n\r\n' +
+    body
+  );
+}
+
+/**
+ * Fastify's clientErrorHandler: requests Node's parser refuses (headers over the cap, a malformed
+ * request line, a client too slow) leave in the one envelope with a request id, where a response
+ * can still be written. `onClientError` counts them (never the raw bytes: they are the attacker's).
+ */
+export function clientErrorHandler(onClientError: (status: number, code: string) => void) {
+  return function handleClientError(error: Error & { code?: string }, socket: Socket): void {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    const [status, message] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'The request is not valid HTTP.'];
+    onClientError(status, error.code ?? 'unknown');
+    if (socket.writable) socket.end(rawEnvelope(status, message), () => socket.destroy());
+    else socket.destroy();
+  };
+}
+
+/**
+ * Node answers an Expect header other than 100-continue with a bare 417 unless someone listens for
+ * it: answer in the envelope instead.
+ */
+export function expectationFailed(_request: IncomingMessage, response: ServerResponse): void {
+  const requestId = randomUUID();
+  const body = JSON.stringify(envelope(417, 'Only "Expect: 100-continue" is supported.', requestId));
+  response.writeHead(417, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': requestId,
+    'cache-control': 'no-store',
+    connection: 'close',
+  });
+  response.end(body);
+}

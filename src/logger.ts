@@ -1,5 +1,6 @@
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import type { Config } from './config.js';
+import { secretScrubber } from './openai/sanitize.js';
 
 /**
  * Belt and braces: nothing should ever hand these to the logger, but if some future line does,
@@ -13,6 +14,7 @@ export const REDACTED_PATHS = [
   'req.headers.cookie',
   'apiKey',
   'openaiApiKey',
+  'authJwtSecret',
   'client_secret',
   'value',
   'instructions',
@@ -21,21 +23,45 @@ export const REDACTED_PATHS = [
   'body.client_secret',
 ];
 
+/** What stdout may hold in memory when it is slower than the log lines come; past it lines are dropped. */
+export const LOG_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/** A log destination that drops lines (and counts them) rather than buffer without bound. */
+export interface BoundedDestination extends DestinationStream {
+  readonly droppedLines: number;
+}
+
+/**
+ * Asynchronous stdout (lines batched instead of one write(2) each; pino flushes at exit), bounded:
+ * a flood of log lines against a slow reader of stdout costs at most LOG_BUFFER_BYTES of memory.
+ */
+export function boundedStdout(maxBytes = LOG_BUFFER_BYTES): BoundedDestination {
+  const stream = pino.destination({ dest: 1, sync: false, maxLength: maxBytes });
+  let dropped = 0;
+  stream.on('drop', () => {
+    dropped += 1;
+  });
+  return Object.defineProperty(stream, 'droppedLines', { get: () => dropped }) as unknown as BoundedDestination;
+}
+
 export function createLogger(
-  config: Pick<Config, 'logLevel' | 'logFormat'>,
+  config: Pick<Config, 'logLevel' | 'logFormat'> & { openaiApiKey?: string },
   destination?: DestinationStream,
 ): Logger {
+  const scrub = secretScrubber(config.openaiApiKey);
   const options: LoggerOptions = {
     level: config.logLevel,
     base: { service: 'realtime-token-service' },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    // Last line of defence: every line, whatever put the text in it, leaves without the key or
+    // anything secret-shaped.
+    hooks: { streamWrite: scrub },
   };
   if (destination) return pino(options, destination);
   if (config.logFormat === 'pretty') {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true } } });
   }
-  // Asynchronous stdout: lines are batched instead of one write(2) each; pino flushes at exit.
-  return pino(options, pino.destination({ dest: 1, sync: false }));
+  return pino(options, boundedStdout());
 }

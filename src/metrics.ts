@@ -68,8 +68,37 @@ export class ServiceMetrics {
     breakerState: () => BreakerState;
     rateLimitStore: () => RateLimitStoreMode;
     pool: (() => SecretPoolStats) | undefined;
+    budget: () => readonly { window: string; limit: number; used: number }[];
+    droppedLogLines: () => number;
   }): void {
     const registers = [this.registry];
+    new Gauge({
+      name: 'realtime_budget_used',
+      help: 'Client secrets minted in the current window of each global budget (GLOBAL_MINTS_PER_MINUTE / _PER_DAY), as last counted.',
+      labelNames: ['window'] as const,
+      registers,
+      collect() {
+        for (const w of sources.budget()) this.set({ window: w.window }, w.used);
+      },
+    });
+    new Gauge({
+      name: 'realtime_budget_limit',
+      help: 'Each global budget of client secrets per window.',
+      labelNames: ['window'] as const,
+      registers,
+      collect() {
+        for (const w of sources.budget()) this.set({ window: w.window }, w.limit);
+      },
+    });
+    new Counter({
+      name: 'log_lines_dropped_total',
+      help: 'Log lines dropped because stdout was slower than they came (the buffer is bounded).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.droppedLogLines());
+      },
+    });
     new Gauge({
       name: 'circuit_breaker_state',
       help: 'Circuit breaker in front of OpenAI: 0 closed, 1 half-open, 2 open.',

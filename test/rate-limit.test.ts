@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { clientAddress } from '../src/plugins/request-context.js';
+import { clientAddress } from '../src/plugins/identity.js';
 import { turn } from './support/wait.js';
 import { expectEnvelope, SITE_ORIGIN, useFakeOpenAI, type TestApp } from './support/app.js';
 

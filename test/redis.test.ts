@@ -44,7 +44,7 @@ describe.skipIf(!available)('rate limits shared in Redis across replicas', () =>
     expectEnvelope(await mint(a, '198.51.100.1'), 429);
     expectEnvelope(await mint(b, '198.51.100.1'), 429);
     const client = new Redis(redis.url);
-    expect(await client.keys('parker-rl:*')).toContain('parker-rl:m:198.51.100.1');
+    expect(await client.keys('parker-rl:*')).toContain('parker-rl:m:ip:198.51.100.1');
     await client.quit();
   });
 

@@ -191,7 +191,7 @@ describe('circuit breaker', () => {
     expect(response.body).not.toContain('Incorrect API key');
     const failure = t.logs.find('OpenAI call failed')[0];
     expect(failure).toMatchObject({ upstream_status: 401, openai_request_id: expect.stringMatching(/^req_fake/) as unknown });
-    expect(String(failure?.openai_error)).toContain('Incorrect API key provided: sk-[redacted]');
+    expect(String(failure?.openai_error)).toContain('Incorrect API key provided: [redacted]');
   });
 });
 

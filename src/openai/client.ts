@@ -126,6 +126,9 @@ export class OpenAIClient {
   private readonly backoffBaseMs: number;
   private readonly backoffCapMs: number;
   private readonly random: () => number;
+  /** Aborted when a shutdown's time is up: calls in flight end with an answer instead of a cut. */
+  private readonly draining = new AbortController();
+  private drainDeadline = Number.POSITIVE_INFINITY;
 
   constructor(private readonly options: OpenAIClientOptions) {
     const url = new URL(options.baseUrl);
@@ -171,17 +174,28 @@ export class OpenAIClient {
     }
   }
 
+  /**
+   * Shutdown has begun: every call must be over within `withinMs` (no retry past it, the attempt in
+   * flight aborted then), so its client gets an answer before the process exits.
+   */
+  drain(withinMs: number): void {
+    this.drainDeadline = performance.now() + withinMs;
+    setTimeout(() => this.draining.abort(), withinMs).unref();
+  }
+
   async close(): Promise<void> {
     await this.pool.close();
   }
 
   private async call(operation: string, method: 'POST', path: string, body: string, ctx: CallContext): Promise<string> {
     // Deadlines on the monotonic clock: a wall-clock jump must not cut or stretch a call.
-    const deadline = performance.now() + this.deadlineMs;
+    const ownDeadline = performance.now() + this.deadlineMs;
     const attempts = this.options.maxRetries + 1;
     let last: AttemptFailure | undefined;
 
     for (let attempt = 0; attempt < attempts; attempt++) {
+      // A shutdown that begins mid-call brings the deadline forward.
+      const deadline = Math.min(ownDeadline, this.drainDeadline);
       if (attempt > 0 && last) {
         const backoff = this.random() * Math.min(this.backoffCapMs, this.backoffBaseMs * 2 ** (attempt - 1));
         const wait = Math.max(backoff, last.retryAfterMs ?? 0);
@@ -240,7 +254,7 @@ export class OpenAIClient {
         path: `${this.pathPrefix}${path}`,
         headers: { authorization: this.authorization, 'content-type': 'application/json' },
         body,
-        signal: controller.signal,
+        signal: AbortSignal.any([controller.signal, this.draining.signal]),
       });
       const text = await readCapped(response.body, header(response.headers, 'content-length'));
       const status = response.statusCode;
@@ -258,7 +272,9 @@ export class OpenAIClient {
       });
     } catch (error) {
       if (error instanceof AttemptError) throw error;
-      const failure = classifyNetworkError(error, timedOut);
+      const failure: AttemptFailure = this.draining.signal.aborted
+        ? { kind: 'unreachable', retryable: false, message: 'aborted: the service is shutting down' }
+        : classifyNetworkError(error, timedOut);
       observe(failure.kind);
       throw new AttemptError(failure);
     } finally {

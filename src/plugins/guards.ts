@@ -6,8 +6,9 @@ import { originGuard } from './security.js';
 declare module 'fastify' {
   interface FastifyInstance {
     /**
-     * Every check a request must pass before it may cost the operator a session, in order. A route
-     * that mints (a secret or a call) takes all of them with `onRequest: app.mintGuards`.
+     * Every check a request must pass before it may cost the operator a session, in order: origin,
+     * caller authentication, the client's limits and quota, the service's budget. A route that
+     * mints (a secret or a call) takes all of them with `onRequest: app.mintGuards`.
      */
     mintGuards: onRequestHookHandler[];
     /**
@@ -18,12 +19,12 @@ declare module 'fastify' {
   }
 }
 
-/** The one guard chain of the minting routes: origin, then the per-client limits. */
+/** The one guard chain of the minting routes. */
 export const guards = fp(
   async function guards(app: FastifyInstance, opts: { config: Config }) {
-    const caller = [originGuard(opts.config)] as onRequestHookHandler[];
+    const caller = [originGuard(opts.config), app.authenticate] as onRequestHookHandler[];
     app.decorate('callerGuards', caller);
-    app.decorate('mintGuards', [...caller, app.tokenRateLimit] as onRequestHookHandler[]);
+    app.decorate('mintGuards', [...caller, app.mintLimits] as onRequestHookHandler[]);
   },
-  { name: 'guards', dependencies: ['security', 'rate-limiting'] },
+  { name: 'guards', dependencies: ['security', 'identity', 'rate-limiting'] },
 );

@@ -71,7 +71,12 @@ export function failoverStore(redis: Redis, state: RateLimitStoreState): Fastify
       shared.incr(
         key,
         (error, result) => {
-          if (!error) return callback(null, result);
+          // An answer proves Redis is back even when the connection never dropped (a frozen Redis
+          // times commands out without closing the socket, so no 'ready' event follows).
+          if (!error) {
+            state.redisUp();
+            return callback(null, result);
+          }
           state.redisDown(error.message);
           local.incr(key, callback, timeWindow, max);
         },

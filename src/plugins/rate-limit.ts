@@ -1,68 +1,161 @@
 import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** onRequest hook: RATE_LIMIT_PER_MINUTE (and RATE_LIMIT_BURST per second) per client. */
-    tokenRateLimit: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+    /**
+     * onRequest hook of every minting route: the client's limits (per second, per minute, per day),
+     * then the whole service's budget. Each counts only when the ones before it let the request by.
+     */
+    mintLimits: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
   }
 }
 
-interface Limit {
-  check: ReturnType<FastifyInstance['createRateLimit']>;
-  window: string;
+type Check = ReturnType<FastifyInstance['createRateLimit']>;
+type Window = 'second' | 'minute' | 'day';
+
+const WINDOW_MS: Record<Window, number> = { second: 1_000, minute: 60_000, day: 86_400_000 };
+
+interface BudgetWindow {
+  window: 'minute' | 'day';
+  limit: number;
+  used: number;
+  /** Wall-clock ms when the window turns, as last seen. */
+  resetAt: number;
+  /** resetAt of the window whose 80 % warning was logged. */
+  warnedFor: number;
 }
 
-function tooMany(max: number, ttlMs: number, window: string): AppError {
-  const retryAfter = Math.max(1, Math.ceil(ttlMs / 1000));
-  const reset = new Date(Date.now() + ttlMs).toISOString();
-  return new AppError(429, `Too many token requests (${max} per ${window}); retry in ${retryAfter} s.`, {
-    reason: 'rate_limit',
+/**
+ * The whole service's budget of mints (GLOBAL_MINTS_PER_MINUTE / _PER_DAY), counted across replicas
+ * when the store is Redis. Also read by the warm pool (no refills while spent) and by /metrics.
+ */
+export class MintBudget {
+  readonly windows: BudgetWindow[];
+
+  constructor(config: Pick<Config, 'globalMintsPerMinute' | 'globalMintsPerDay'>) {
+    const windows: BudgetWindow[] = [];
+    if (config.globalMintsPerMinute !== undefined) windows.push(budgetWindow('minute', config.globalMintsPerMinute));
+    if (config.globalMintsPerDay !== undefined) windows.push(budgetWindow('day', config.globalMintsPerDay));
+    this.windows = windows;
+  }
+
+  /** Milliseconds until a mint fits in the budget again (0: it fits now, as far as this replica saw). */
+  waitMs(): number {
+    let wait = 0;
+    for (const w of this.windows) {
+      if (w.used >= w.limit) wait = Math.max(wait, w.resetAt - Date.now());
+    }
+    return Math.max(0, wait);
+  }
+}
+
+function budgetWindow(window: 'minute' | 'day', limit: number): BudgetWindow {
+  return { window, limit, used: 0, resetAt: 0, warnedFor: 0 };
+}
+
+function retryAfterSeconds(ttlMs: number): number {
+  return Math.max(1, Math.ceil(ttlMs / 1000));
+}
+
+function tooMany(window: Window, max: number, ttlMs: number, headers: Record<string, string>): AppError {
+  const retryAfter = retryAfterSeconds(ttlMs);
+  const quota = window === 'day';
+  const message = quota
+    ? `Daily quota of ${max} client secrets spent; retry in ${retryAfter} s.`
+    : `Too many requests (${max} per ${window}); retry in ${retryAfter} s.`;
+  return new AppError(429, message, {
+    reason: quota ? 'quota' : 'rate_limit',
     retryAfter,
-    details: { limit: max, remaining: 0, reset_time: reset },
-    headers: { 'x-ratelimit-limit': String(max), 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(retryAfter) },
+    details: { limit: max, remaining: 0, reset_time: new Date(Date.now() + ttlMs).toISOString() },
+    headers,
   });
 }
 
-/** Per-client limits on minting, counted in the given store (in-process, or Redis with fallback). */
+/**
+ * Per-client limits and the global budget, counted in the given store (in-process, or Redis with
+ * in-process fallback). Answers carry the IETF RateLimit-Policy / RateLimit fields
+ * (draft-ietf-httpapi-ratelimit-headers) and the older X-RateLimit-* ones for the minute limit.
+ */
 export const rateLimiting = fp(
-  async function rateLimiting(app: FastifyInstance, opts: { config: Config; store: FastifyRateLimitStoreCtor }) {
+  async function rateLimiting(
+    app: FastifyInstance,
+    opts: { config: Config; store: FastifyRateLimitStoreCtor; budget: MintBudget; log: FastifyBaseLogger },
+  ) {
+    const { config, budget } = opts;
     await app.register(rateLimit, { global: false, store: opts.store });
-    const limits: Limit[] = [];
-    if (opts.config.rateLimitBurst !== undefined) {
-      limits.push({
-        check: app.createRateLimit({
-          max: opts.config.rateLimitBurst,
-          timeWindow: 1000,
-          keyGenerator: (request) => `s:${request.clientKey}`,
-        }),
-        window: 'second',
-      });
-    }
-    limits.push({
-      check: app.createRateLimit({
-        max: opts.config.rateLimitPerMinute,
-        timeWindow: 60_000,
-        keyGenerator: (request) => `m:${request.clientKey}`,
-      }),
-      window: 'minute',
-    });
 
-    app.decorate('tokenRateLimit', async function tokenRateLimit(request: FastifyRequest, reply: FastifyReply) {
-      for (const limit of limits) {
+    const clientLimits: { window: Window; max: number; check: Check }[] = [];
+    const perClient = (window: Window, max: number | undefined) => {
+      if (!max) return;
+      const prefix = window[0];
+      clientLimits.push({
+        window,
+        max,
+        check: app.createRateLimit({ max, timeWindow: WINDOW_MS[window], keyGenerator: (request) => `${prefix}:${request.clientKey}` }),
+      });
+    };
+    perClient('second', config.rateLimitBurst);
+    perClient('minute', config.rateLimitPerMinute);
+    perClient('day', config.mintsPerClientPerDay);
+    const policy = clientLimits.map((l) => `"${l.window}";q=${l.max};w=${WINDOW_MS[l.window] / 1000}`).join(', ');
+
+    const budgetChecks = budget.windows.map((w) => ({
+      state: w,
+      check: app.createRateLimit({ max: w.limit, timeWindow: WINDOW_MS[w.window], keyGenerator: () => `g${w.window[0]}:all` }),
+    }));
+
+    app.decorate('mintLimits', async function mintLimits(request: FastifyRequest, reply: FastifyReply) {
+      const remaining: string[] = [];
+      for (const limit of clientLimits) {
         const result = await limit.check(request);
+        // isAllowed: an allow-list hit; there is no allow-list, but it narrows the type.
         if (result.isAllowed) continue;
-        if (result.isExceeded) throw tooMany(result.max, result.ttl, limit.window);
+        if (result.isExceeded) {
+          remaining.push(`"${limit.window}";r=0;t=${retryAfterSeconds(result.ttl)}`);
+          const headers: Record<string, string> = { 'ratelimit-policy': policy, ratelimit: remaining.join(', ') };
+          if (limit.window === 'minute') {
+            Object.assign(headers, { 'x-ratelimit-limit': String(result.max), 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(retryAfterSeconds(result.ttl)) });
+          }
+          throw tooMany(limit.window, result.max, result.ttl, headers);
+        }
+        remaining.push(`"${limit.window}";r=${result.remaining};t=${result.ttlInSeconds}`);
         if (limit.window === 'minute') {
           reply.header('x-ratelimit-limit', result.max);
           reply.header('x-ratelimit-remaining', result.remaining);
           reply.header('x-ratelimit-reset', result.ttlInSeconds);
         }
       }
+      if (policy !== '') {
+        reply.header('ratelimit-policy', policy);
+        reply.header('ratelimit', remaining.join(', '));
+      }
+
+      for (const { state, check } of budgetChecks) {
+        const result = await check(request);
+        if (result.isAllowed) continue;
+        state.used = result.max - result.remaining + (result.isExceeded ? 1 : 0);
+        state.resetAt = Date.now() + result.ttl;
+        if (result.isExceeded) {
+          throw new AppError(503, `The service's ${state.window} budget of client secrets is spent; try again when it turns.`, {
+            reason: 'budget',
+            retryAfter: retryAfterSeconds(result.ttl),
+            logContext: { budget: state.window, budget_limit: state.limit },
+          });
+        }
+        // Once per window (the reset time of one window wobbles by a few ms between answers).
+        if (state.used >= 0.8 * state.limit && state.resetAt - state.warnedFor > 1_000) {
+          state.warnedFor = state.resetAt;
+          opts.log.warn(
+            { budget: state.window, budget_used: state.used, budget_limit: state.limit },
+            `global ${state.window} budget 80 % used`,
+          );
+        }
+      }
     });
   },
-  { name: 'rate-limiting', dependencies: ['request-context'] },
+  { name: 'rate-limiting', dependencies: ['identity'] },
 );
