@@ -60,4 +60,30 @@ describe('logs', () => {
     expect(capture.raw).not.toMatch(/persona|ek_1|sk-x|sk-y/);
     expect(capture.lines[0]).toMatchObject({ instructions: '[redacted]', client_secret: '[redacted]' });
   });
+
+  it('scrubs the key from every line in every form it may be echoed in, and anything secret-shaped', () => {
+    const key = 'sk-proj-Zq3xY7wV2uT9sR4pO1nM6lK8jH5gF0dS3aQ';
+    const capture = new LogCapture();
+    const logger = createLogger({ logLevel: 'info', logFormat: 'json', openaiApiKey: key }, capture);
+    const forms = [
+      `Bearer%20${key}`,
+      `tail_${key}`,
+      key.toUpperCase(),
+      encodeURIComponent(`Bearer ${key}`),
+      [...Buffer.from(key)].map((b) => `%${b.toString(16).toUpperCase()}`).join(''),
+      Buffer.from(key).toString('base64'),
+      `'${key}'`,
+    ];
+    for (const form of forms) logger.warn({ openai_error: `Incorrect API key provided: ${form}.`, nested: { deep: [form] } }, `echo ${form}`);
+    logger.info({ session: 'ek_68af296e8e408191a1120ab6383263c2' }, 'a stray client secret');
+    const text = capture.raw.toLowerCase();
+    expect(text).not.toContain(key.toLowerCase());
+    expect(text).not.toContain(key.slice(-12).toLowerCase());
+    expect(capture.raw).not.toContain(Buffer.from(key).toString('base64').slice(0, 40));
+    expect(text).not.toContain('ek_68af296e');
+    expect(capture.lines).toHaveLength(forms.length + 1);
+    // ordinary words that merely contain sk- or ek_ survive
+    logger.info({ note: 'risk-free desk-lamp task_list week_1' }, 'words');
+    expect(capture.lines.at(-1)?.note).toBe('risk-free desk-lamp task_list week_1');
+  });
 });

@@ -72,6 +72,63 @@ describe.skipIf(!available)('rate limits shared in Redis across replicas', () =>
   });
 });
 
+describe.skipIf(!available)('Redis frozen, then back (SIGSTOP / SIGCONT)', () => {
+  it('counts in-process while frozen and returns to Redis with the first answer, though the connection never dropped', async () => {
+    const redis = await RedisServer.start();
+    const fake = await FakeOpenAI.start();
+    const t = await buildTestApp(fake, { REDIS_URL: redis.url, RATE_LIMIT_PER_MINUTE: '100' });
+    try {
+      const store = async () => (await t.app.inject({ method: 'GET', url: '/healthz' })).json<{ rate_limit_store: string }>().rate_limit_store;
+      const mint = () => t.app.inject({ method: 'POST', url: '/v1/realtime/token', remoteAddress: '198.51.100.9', headers: { origin: SITE_ORIGIN } });
+      await waitUntil(async () => (await store()) === 'redis', 'the replica on Redis');
+      redis.freeze();
+      // a command times out (500 ms): the request is still answered, counted in-process
+      expect((await mint()).statusCode).toBe(200);
+      expect(await store()).toBe('fallback');
+      redis.thaw();
+      await waitUntil(async () => {
+        expect((await mint()).statusCode).toBe(200);
+        return (await store()) === 'redis';
+      }, 'the store to return to Redis');
+      const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+      expect(metrics).toContain('rate_limit_store_mode{mode="redis"} 1');
+    } finally {
+      await t.app.close();
+      await fake.close();
+      await redis.stop();
+    }
+  });
+});
+
+describe.skipIf(!available)('the global budget across replicas', () => {
+  it('two replicas share one budget in Redis: 6 across both, then 503 on either', async () => {
+    const redis = await RedisServer.start();
+    const fake = await FakeOpenAI.start();
+    const env = { REDIS_URL: redis.url, GLOBAL_MINTS_PER_MINUTE: '6', GLOBAL_MINTS_PER_DAY: '1000' };
+    const a = await buildTestApp(fake, env);
+    const b = await buildTestApp(fake, env);
+    try {
+      const store = async (t: TestApp) => (await t.app.inject({ method: 'GET', url: '/healthz' })).json<{ rate_limit_store: string }>().rate_limit_store;
+      await waitUntil(async () => (await store(a)) === 'redis' && (await store(b)) === 'redis', 'both replicas on Redis');
+      const mint = (t: TestApp, i: number) =>
+        t.app.inject({ method: 'POST', url: '/v1/realtime/token', remoteAddress: `198.51.101.${i}`, headers: { origin: SITE_ORIGIN } });
+      for (let i = 0; i < 6; i++) expect((await mint(i % 2 === 0 ? a : b, i)).statusCode).toBe(200);
+      expect(expectEnvelope(await mint(a, 50), 503).error.message).toContain('budget');
+      expect(expectEnvelope(await mint(b, 51), 503).error.message).toContain('budget');
+      expect(fake.mintRequests).toHaveLength(6);
+      // each replica warned once at 80 % (5 of 6): the warning is per replica, the count is shared
+      const warned = [a, b].map((t) => t.logs.find('global minute budget 80 % used').length);
+      expect(warned.reduce((x, y) => x + y)).toBeGreaterThanOrEqual(1);
+      expect(Math.max(...warned)).toBe(1);
+    } finally {
+      await a.app.close();
+      await b.app.close();
+      await fake.close();
+      await redis.stop();
+    }
+  });
+});
+
 describe.skipIf(!available)('a replica that boots before Redis', () => {
   it('answers on in-process limits, then joins Redis when it comes up', async () => {
     const redis = await RedisServer.reserve();

@@ -48,6 +48,24 @@ describe('the built server as a process', () => {
     expect(result.stderr + result.stdout).not.toContain('sk-do-not-print');
   });
 
+  it('on SIGTERM, a mint slower than SHUTDOWN_TIMEOUT_MS still gets an answer (503, retry) before a clean exit', async () => {
+    server = await startServer({ ...env(), SHUTDOWN_TIMEOUT_MS: '1500' });
+    fake.script({ kind: 'hang' });
+    const inFlight = fetch(`${server.url}/v1/realtime/token`, { method: 'POST', headers: { origin: SITE_ORIGIN } });
+    await fake.waitForMintRequests(1);
+    server.child.kill('SIGTERM');
+    const response = await inFlight;
+    expect(response.status).toBe(503);
+    const body = (await response.json()) as { error: { code: number; retry_after?: number } };
+    expect(body.error.code).toBe(503);
+    expect(body.error.retry_after).toBeGreaterThan(0);
+    // closed by the service itself, not by close-with-grace's timeout (which exits 1)
+    const { code } = await server.exited;
+    expect(code).toBe(0);
+    // one attempt: no retry was started past the shutdown's deadline
+    expect(fake.mintRequests).toHaveLength(1);
+  });
+
   it('on SIGTERM finishes the mint in flight, closes the port and exits 0', async () => {
     server = await startServer(env());
     fake.script({ kind: 'ok', delayMs: 800 });

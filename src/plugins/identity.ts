@@ -122,7 +122,7 @@ export function jwtVerifier(config: Config, options: JwtVerifierOptions = {}): (
     algorithms,
     clockTolerance: 30,
     issuer: config.authIssuer,
-    audience: config.authAudience ? [...config.authAudience] : undefined,
+    audience: config.authAudience.length > 0 ? [...config.authAudience] : undefined,
   };
   return async function verify(authorization) {
     const token = authorization === undefined ? undefined : BEARER.exec(authorization)?.[1];

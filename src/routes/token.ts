@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { errorEnvelopeSchema } from '../errors.js';
+import { MAX_LOGGED_CHARS } from '../plugins/identity.js';
 import type { ServiceMetrics } from '../metrics.js';
 import type { SecretMinter } from '../realtime/minter.js';
 import { connectionUrls, resolveChoice, tokenRequestSchema } from '../realtime/session.js';
@@ -93,8 +94,9 @@ export async function tokenRoutes(
       request.log.info(
         {
           audit: 'client_secret_minted',
-          origin: request.headers.origin,
+          origin: request.headers.origin?.slice(0, MAX_LOGGED_CHARS),
           client_ip: request.clientIp,
+          user: request.userId,
           model: choice.model,
           voice: choice.voice,
           difficulty: choice.difficulty,
