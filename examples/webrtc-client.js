@@ -8,13 +8,16 @@
 /**
  * @param {string} serviceUrl  base URL of the token service
  * @param {{model?: string, voice?: string, difficulty?: 'easy'|'savage'|'expert', sport?: string, instructions?: string}} options
- * @param {{audioElement?: HTMLAudioElement, microphone?: MediaStream}} [media]
+ * @param {{audioElement?: HTMLAudioElement, microphone?: MediaStream, getAuthToken?: () => Promise<string>}} [media]
+ *   getAuthToken: when the service requires caller authentication (AUTH_JWKS_URL / AUTH_JWT_SECRET),
+ *   returns the signed-in user's JWT (see README, "Protecting your key").
  */
 export async function startParkerSession(serviceUrl, options = {}, media = {}) {
   // 1. A short-lived secret from the token service (the browser sends its Origin itself).
+  const auth = media.getAuthToken ? { Authorization: `Bearer ${await media.getAuthToken()}` } : {};
   const tokenResponse = await fetch(`${serviceUrl}/v1/realtime/token`, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
+    headers: { 'Content-Type': 'application/json', ...auth },
     body: JSON.stringify(options),
   });
   if (!tokenResponse.ok) {
