@@ -10,6 +10,7 @@ import { CircuitBreaker } from './openai/circuit-breaker.js';
 import { OpenAIClient } from './openai/client.js';
 import { UpstreamHealth } from './openai/upstream-health.js';
 import { docs } from './plugins/docs.js';
+import { draining } from './plugins/draining.js';
 import { guards } from './plugins/guards.js';
 import { rateLimiting } from './plugins/rate-limit.js';
 import { createRedis, failoverStore, localStore, RateLimitStoreState } from './plugins/rate-limit-store.js';
@@ -79,6 +80,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     () => client.checkHealth(Math.min(5_000, config.openaiTimeoutMs)),
     config.healthCheckIntervalSeconds * 1000,
     now,
+    (from, to) => {
+      if (to === 'unauthorized') logger.error({ openai_status: to }, 'OpenAI refused the API key (401/403 on GET /models): /readyz answers 503');
+      else logger.info({ openai_status_from: from, openai_status: to }, `OpenAI status ${to}`);
+    },
   );
   const redis = config.redisUrl ? await createRedis(config.redisUrl) : undefined;
   const storeState = new RateLimitStoreState(redis !== undefined, logger);
@@ -99,7 +104,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     keepAliveTimeout: 65_000,
     // A mint can take up to the client's deadline; nothing else should take longer.
     requestTimeout: client.deadlineMs + 5_000,
-    return503OnClosing: true,
+    // The draining plugin answers late requests in the one envelope instead of Fastify's own 503.
+    return503OnClosing: false,
   });
 
   // zod validates what comes in. What goes out is built field by field by handlers whose return
@@ -132,6 +138,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
   });
   await app.register(requestContext, { trustProxy: config.trustProxy });
+  await app.register(draining);
   await app.register(underPressure, {
     // Event-loop delay, not utilization: a busy but responsive server (ELU near 1 under load) keeps serving.
     maxEventLoopDelay: 1_000,
@@ -158,6 +165,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.addHook('onReady', async () => {
     // Not awaited: the service answers (on in-process limits) while Redis connects.
     redis?.connect().catch(() => undefined);
+    // The first upstream check at boot: a deploy with a bad key fails /readyz at its first probe.
+    upstreamHealth.refresh();
     pool?.start();
   });
   app.addHook('onClose', async () => {

@@ -1,18 +1,22 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { AppError, errorEnvelopeSchema } from '../errors.js';
 import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { UpstreamHealth } from '../openai/upstream-health.js';
 import type { RateLimitStoreState } from '../plugins/rate-limit-store.js';
 import type { SecretPool } from '../realtime/secret-pool.js';
+
+const NOT_READY_MESSAGE = 'Not ready: OpenAI refused the API key (bad or revoked); the operator must fix OPENAI_API_KEY.';
 
 const healthSchema = z.object({
   status: z.literal('healthy'),
   timestamp: z.string().describe('ISO 8601'),
   version: z.string(),
   uptime_seconds: z.number(),
-  openai_status: z.enum(['connected', 'disconnected', 'unknown']).describe(
-    'Result of the last GET /models, cached for HEALTH_CHECK_INTERVAL seconds; unknown before the first check.',
+  openai_status: z.enum(['connected', 'disconnected', 'unauthorized', 'unknown']).describe(
+    'Result of the last GET /models, cached for HEALTH_CHECK_INTERVAL seconds: unauthorized when OpenAI ' +
+      'refused the key (401/403), disconnected when it did not answer usefully, unknown before the first check.',
   ),
   openai_checked_at: z.string().optional(),
   circuit_breaker: z.object({
@@ -22,7 +26,32 @@ const healthSchema = z.object({
   }),
   rate_limit_store: z.enum(['memory', 'redis', 'fallback']),
   token_pool: z.object({ size: z.number().int(), capacity: z.number().int() }).optional(),
-});
+}).describe('The process serves (liveness).');
+
+const readySchema = z
+  .object({
+    status: z.literal('ready'),
+    openai_status: healthSchema.shape.openai_status,
+  })
+  .describe('Ready: the process serves and OpenAI has not refused the key.');
+
+const notReadySchema = errorEnvelopeSchema
+  .describe(
+    'Not ready: OpenAI refused the API key (401/403 on its last check: bad or revoked), or the process is ' +
+      'shutting down. A deploy with a bad key fails here instead of replacing a good one. Fix OPENAI_API_KEY; ' +
+      'OpenAI being unreachable does not make the service unready.',
+  )
+  .meta({
+    examples: [
+      {
+        error: {
+          code: 503,
+          message: NOT_READY_MESSAGE,
+          request_id: '5b0c8a2e-5d3c-4a8e-9a51-2f9f3d0c9e11',
+        },
+      },
+    ],
+  });
 
 export async function healthRoutes(
   app: FastifyInstance,
@@ -64,6 +93,30 @@ export async function healthRoutes(
         rate_limit_store: opts.rateLimitStore.mode,
         token_pool: opts.pool ? { size: opts.pool.stats.size, capacity: opts.pool.stats.capacity } : undefined,
       };
+    },
+  );
+
+  app.withTypeProvider<ZodTypeProvider>().get(
+    '/readyz',
+    {
+      config: { quietAccessLog: true },
+      schema: {
+        tags: ['operations'],
+        summary: 'Readiness: may this replica take traffic?',
+        description:
+          '200 while the process serves and OpenAI has not refused the key; 503 (the error envelope) when ' +
+          'the last upstream check got 401/403 or while shutting down. Cached like /healthz: a probe is ' +
+          'never a call to OpenAI. Railway\'s deploy health check points here. Not origin-checked, not rate limited.',
+        response: { 200: readySchema, 503: notReadySchema },
+      },
+    },
+    async (_request, reply) => {
+      // While shutting down, the draining plugin has already answered 503 before this handler.
+      if (!(await opts.upstreamHealth.keyAccepted())) {
+        throw new AppError(503, NOT_READY_MESSAGE, { reason: 'not_ready' });
+      }
+      reply.header('cache-control', 'no-store');
+      return { status: 'ready' as const, openai_status: opts.upstreamHealth.snapshot().status };
     },
   );
 }

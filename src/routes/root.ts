@@ -27,6 +27,7 @@ export async function rootRoutes(
   const endpoints: Record<string, string> = {
     token: 'POST /v1/realtime/token',
     health: 'GET /healthz',
+    ready: 'GET /readyz',
     docs: 'GET /docs',
     openapi: 'GET /openapi.json',
   };
