@@ -155,7 +155,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     store: redis ? failoverStore(redis, storeState) : localStore(),
   });
   await app.register(guards, { config });
-  await app.register(docs, { version: VERSION });
+  await app.register(docs, { version: VERSION, config });
 
   await app.register(rootRoutes, { version: VERSION, metricsEnabled: config.metricsEnabled, pool });
   await app.register(healthRoutes, { version: VERSION, upstreamHealth, breaker, rateLimitStore: storeState, pool });

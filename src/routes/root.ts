@@ -18,7 +18,7 @@ const rootSchema = z.object({
     })
     .optional()
     .describe('Present when TOKEN_POOL_SIZE > 0.'),
-});
+}).describe('The service, its version and its endpoints.');
 
 export async function rootRoutes(
   app: FastifyInstance,
