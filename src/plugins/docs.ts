@@ -39,7 +39,7 @@ export const docs = fp(
           type: 'string',
           example: opts.config.allowedOrigins[0],
           description:
-            'The caller\'s origin, compared exactly with ALLOWED_ORIGINS (e.g. chrome-extension://<id>). ' +
+            'The caller\'s origin, compared exactly with `ALLOWED_ORIGINS` (e.g. `chrome-extension://<id>`). ' +
             'Browsers set it themselves and ignore a value typed here: "Try it out" sends this page\'s own origin. ' +
             'curl and servers must send it.',
         },
@@ -58,7 +58,8 @@ export const docs = fp(
             'so the browser never holds the OpenAI key. Every error is one envelope: ' +
             '`{"error": {"code", "message", "request_id", "retry_after"?, "details"?}}`, ' +
             'and every response carries `X-Request-ID`. Each response below says when it happens ' +
-            'and what the client should do.',
+            'and what the client should do. To try it: open POST /v1/realtime/token, click "Try it out", ' +
+            'then "Execute" (this works in `npm run demo`, which allows this page\'s origin).',
         },
         tags: [
           { name: 'realtime', description: 'Client secrets for the Realtime API' },

@@ -51,7 +51,7 @@ export async function tokenRoutes(
         tags: ['realtime'],
         summary: 'Mint an ephemeral Realtime client secret',
         description:
-          'Called by the extension with its Origin (an allowed origin, e.g. chrome-extension://<id>). ' +
+          'Called by the extension with its Origin (an allowed origin, e.g. `chrome-extension://<id>`). ' +
           'Returns a secret the browser uses as bearer to open a WebRTC session at `web_rtc_url`. ' +
           `Rate limited to ${config.rateLimitPerMinute} per client per minute.`,
         body: tokenRequestSchema(config),
