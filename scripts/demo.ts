@@ -1,6 +1,6 @@
 // npm run demo: the service against a FAKE OpenAI on loopback, in one process, with no key and no
-// Redis, so a fresh clone shows it working after `npm ci`. PORT (default 8000) and HOST (default
-// localhost) may be set; nothing else is read from the environment (a real key there is ignored).
+// Redis, so a fresh clone shows it working after `npm ci`. Only PORT (default 8000), HOST (default
+// localhost), LOG_FORMAT and LOG_LEVEL are read from the environment: a real key there is ignored.
 import { createServer } from 'node:net';
 import closeWithGrace from 'close-with-grace';
 import { buildApp } from '../src/app.js';

@@ -82,7 +82,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     now,
     (from, to) => {
       if (to === 'unauthorized') logger.error({ openai_status: to }, 'OpenAI refused the API key (401/403 on GET /models): /readyz answers 503');
-      else logger.info({ openai_status_from: from, openai_status: to }, `OpenAI status ${to}`);
+      else logger[to === 'connected' ? 'info' : 'warn']({ openai_status_from: from, openai_status: to }, `OpenAI status ${to}`);
     },
   );
   const redis = config.redisUrl ? await createRedis(config.redisUrl) : undefined;

@@ -146,6 +146,12 @@ describe('docs that say what each answer means', () => {
     }
   });
 
+  it('/readyz documents its 503 the same way, in its own words', async () => {
+    const readyz = (await openapi(t.app)).paths['/readyz']!.get!;
+    expect(readyz.responses['503']?.description).toMatch(/^\*\*When:\*\* OpenAI refused the API key.+\*\*What to do:\*\* send this replica no traffic/);
+    expect(readyz.responses['503']?.content?.['application/json']?.example?.error?.code).toBe(503);
+  });
+
   it('names every 200 response (no "Default Response")', async () => {
     const doc = await openapi(t.app);
     for (const [path, item] of Object.entries(doc.paths)) {

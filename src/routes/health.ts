@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { AppError, errorEnvelopeSchema } from '../errors.js';
+import { AppError } from '../errors.js';
 import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { UpstreamHealth } from '../openai/upstream-health.js';
 import type { RateLimitStoreState } from '../plugins/rate-limit-store.js';
 import type { SecretPool } from '../realtime/secret-pool.js';
+import { errorResponses } from './error-responses.js';
 
 const NOT_READY_MESSAGE = 'Not ready: OpenAI refused the API key (bad or revoked); the operator must fix OPENAI_API_KEY.';
 
@@ -34,24 +35,6 @@ const readySchema = z
     openai_status: healthSchema.shape.openai_status,
   })
   .describe('Ready: the process serves and OpenAI has not refused the key.');
-
-const notReadySchema = errorEnvelopeSchema
-  .describe(
-    'Not ready: OpenAI refused the API key (401/403 on its last check: bad or revoked), or the process is ' +
-      'shutting down. A deploy with a bad key fails here instead of replacing a good one. Fix OPENAI_API_KEY; ' +
-      'OpenAI being unreachable does not make the service unready.',
-  )
-  .meta({
-    examples: [
-      {
-        error: {
-          code: 503,
-          message: NOT_READY_MESSAGE,
-          request_id: '5b0c8a2e-5d3c-4a8e-9a51-2f9f3d0c9e11',
-        },
-      },
-    ],
-  });
 
 export async function healthRoutes(
   app: FastifyInstance,
@@ -107,7 +90,16 @@ export async function healthRoutes(
           '200 while the process serves and OpenAI has not refused the key; 503 (the error envelope) when ' +
           'the last upstream check got 401/403 or while shutting down. Cached like /healthz: a probe is ' +
           'never a call to OpenAI. Railway\'s deploy health check points here. Not origin-checked, not rate limited.',
-        response: { 200: readySchema, 503: notReadySchema },
+        response: {
+          200: readySchema,
+          ...errorResponses([503], {
+            503: {
+              when: 'OpenAI refused the API key at its last check (401/403: bad or revoked), or this replica is shutting down; OpenAI being unreachable does not count',
+              todo: 'send this replica no traffic; the operator fixes OPENAI_API_KEY (a deploy with a bad key fails here instead of replacing a good one)',
+              example: { message: NOT_READY_MESSAGE },
+            },
+          }),
+        },
       },
     },
     async (_request, reply) => {
