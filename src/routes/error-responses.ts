@@ -23,7 +23,7 @@ export const ERROR_STATUSES = {
   401: {
     when: 'caller authentication is on and the bearer JWT is missing, expired or invalid (`WWW-Authenticate` says which)',
     todo: 'sign the user in again (a fresh JWT), then retry once',
-    example: { message: 'A valid bearer token is required.' },
+    example: { message: 'The bearer token is invalid or expired.' },
   },
   403: {
     when: 'the Origin is missing (unless `ALLOW_MISSING_ORIGIN=true`) or not allowed, or the Referer is from a foreign origin',
@@ -77,7 +77,7 @@ export const ERROR_STATUSES = {
     example: { message: UPSTREAM_REFUSED_MESSAGE },
   },
   503: {
-    when: 'OpenAI is overloaded or unreachable (429/5xx/resets after retries), the circuit breaker is open, the global budget is spent, or this replica is overloaded or shutting down',
+    when: 'OpenAI is overloaded or unreachable (429/5xx/resets after retries), the circuit breaker is open, the global budget is spent, callers cannot be authenticated right now (the JWKS did not answer), or this replica is overloaded or shutting down',
     todo: 'retry after `retry_after` seconds, with backoff',
     example: { message: 'OpenAI is unavailable or overloaded; try again shortly.', extra: { retry_after: 2 } },
   },
