@@ -16,8 +16,9 @@ RUN npm run build
 
 # --- runtime: production dependencies and dist/ only, as a non-root user ---
 FROM ${NODE_IMAGE} AS runtime
+# HOST "::" takes IPv6 and IPv4 (Railway's private network, e.g. /metrics scrapes, is IPv6-only).
 ENV NODE_ENV=production \
-    HOST=0.0.0.0 \
+    HOST=:: \
     PORT=8000
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -25,7 +26,8 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 COPY --from=build /app/dist ./dist
 USER node
 EXPOSE 8000
-# No curl in the slim image: node's own fetch probes /healthz on $PORT.
+# Liveness, so /healthz: a restart cures a stuck process, not a revoked key (that is /readyz's
+# job, which Railway's deploy check uses). No curl in the slim image: node's own fetch probes it.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # node itself is PID 1 (no npm, no shell), so SIGTERM reaches the server's graceful shutdown.

@@ -10,6 +10,7 @@ import { CircuitBreaker } from './openai/circuit-breaker.js';
 import { OpenAIClient } from './openai/client.js';
 import { UpstreamHealth } from './openai/upstream-health.js';
 import { docs } from './plugins/docs.js';
+import { draining } from './plugins/draining.js';
 import { guards } from './plugins/guards.js';
 import { identity, MAX_LOGGED_CHARS, type JwtVerifierOptions } from './plugins/identity.js';
 import { MintBudget, rateLimiting } from './plugins/rate-limit.js';
@@ -92,6 +93,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     () => client.checkHealth(Math.min(5_000, config.openaiTimeoutMs)),
     config.healthCheckIntervalSeconds * 1000,
     now,
+    (from, to) => {
+      if (to === 'unauthorized') logger.error({ openai_status: to }, 'OpenAI refused the API key (401/403 on GET /models): /readyz answers 503');
+      else logger[to === 'connected' ? 'info' : 'warn']({ openai_status_from: from, openai_status: to }, `OpenAI status ${to}`);
+    },
   );
   const redis = config.redisUrl ? await createRedis(config.redisUrl) : undefined;
   const storeState = new RateLimitStoreState(redis !== undefined, logger);
@@ -114,7 +119,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     keepAliveTimeout: 65_000,
     // A mint can take up to the client's deadline; nothing else should take longer.
     requestTimeout: client.deadlineMs + 5_000,
-    return503OnClosing: true,
+    // The draining plugin answers late requests in the one envelope instead of Fastify's own 503.
+    return503OnClosing: false,
     http: { maxHeaderSize: MAX_HEADER_BYTES },
     clientErrorHandler: clientErrorHandler((status, code) => {
       metrics.refusals.inc({ reason: 'bad_request' });
@@ -154,6 +160,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     },
   });
   await app.register(requestContext);
+  await app.register(draining);
   await app.register(identity, { config, log: logger, jwt: deps.jwt });
   await app.register(underPressure, {
     // Event-loop delay, not utilization: a busy but responsive server (ELU near 1 under load) keeps serving.
@@ -173,7 +180,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     log: logger,
   });
   await app.register(guards, { config });
-  await app.register(docs, { version: VERSION });
+  await app.register(docs, { version: VERSION, config, bearerAuth: config.authEnabled });
 
   await app.register(rootRoutes, { version: VERSION, metricsEnabled: config.metricsEnabled, pool });
   await app.register(healthRoutes, { version: VERSION, upstreamHealth, breaker, rateLimitStore: storeState, pool });
@@ -183,6 +190,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.addHook('onReady', async () => {
     // Not awaited: the service answers (on in-process limits) while Redis connects.
     redis?.connect().catch(() => undefined);
+    // The first upstream check at boot: a deploy with a bad key fails /readyz at its first probe.
+    upstreamHealth.refresh();
     pool?.start();
   });
   // SIGTERM: mints in flight get what is left of SHUTDOWN_TIMEOUT_MS (less a second to answer),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { scrubSecrets, secretScrubber } from './openai/sanitize.js';
 
 export const DEFAULT_MODELS = [
   'gpt-realtime',
@@ -126,10 +127,12 @@ function listVar(fallback: readonly string[] | undefined, check?: (item: string)
     });
 }
 
+// An origin is public, so a bad one is quoted to help fix it; anything key-shaped in it is not.
 function checkOrigin(item: string): string | undefined {
-  if (item.includes('*')) return `"${item}" has a wildcard; list exact origins`;
+  const shown = scrubSecrets(item, 100);
+  if (item.includes('*')) return `"${shown}" has a wildcard; list exact origins`;
   if (!BARE_ORIGIN.test(item.toLowerCase())) {
-    return `"${item}" is not a bare origin (scheme://host[:port], no path, no trailing slash)`;
+    return `"${shown}" is not a bare origin (scheme://host[:port], no path, no trailing slash)`;
   }
   return undefined;
 }
@@ -162,10 +165,11 @@ const envSchema = z
         return value.replace(/\/+$/, '');
       }),
     PORT: intVar(8000, 0, 65535),
+    // "::" takes IPv6 and (dual-stack, Linux's default) IPv4: Railway's private network is IPv6-only.
     HOST: z
       .string()
       .optional()
-      .transform((raw) => raw?.trim() || '0.0.0.0'),
+      .transform((raw) => raw?.trim() || '::'),
     REALTIME_MODEL: z
       .string()
       .optional()
@@ -356,11 +360,16 @@ export class ConfigError extends Error {
   }
 }
 
-/** Reads the environment once; throws a ConfigError naming every bad variable (never its value). */
+/**
+ * Reads the environment once; throws a ConfigError naming every bad variable. Only a bad origin is
+ * quoted (origins are public); no other value is, and the API key and JWT secret never, wherever
+ * they were pasted.
+ */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const result = envSchema.safeParse(env);
   if (!result.success) {
-    const problems = result.error.issues.map((issue) => `${issue.path.join('.')} ${issue.message}`);
+    const scrub = secretScrubber(env.OPENAI_API_KEY?.trim(), env.AUTH_JWT_SECRET);
+    const problems = result.error.issues.map((issue) => scrub(`${issue.path.join('.')} ${issue.message}`));
     throw new ConfigError([...new Set(problems)]);
   }
   const e = result.data;

@@ -19,6 +19,8 @@ export type RefusalReason =
   | 'upstream'
   | 'breaker'
   | 'overloaded'
+  // /readyz: OpenAI refused the key, or the process is shutting down.
+  | 'not_ready'
   | 'internal';
 
 export interface AppErrorOptions {

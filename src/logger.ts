@@ -45,10 +45,10 @@ export function boundedStdout(maxBytes = LOG_BUFFER_BYTES): BoundedDestination {
 }
 
 export function createLogger(
-  config: Pick<Config, 'logLevel' | 'logFormat'> & { openaiApiKey?: string },
+  config: Pick<Config, 'logLevel' | 'logFormat'> & { openaiApiKey?: string; authJwtSecret?: string },
   destination?: DestinationStream,
 ): Logger {
-  const scrub = secretScrubber(config.openaiApiKey);
+  const scrub = secretScrubber(config.openaiApiKey, config.authJwtSecret);
   const options: LoggerOptions = {
     level: config.logLevel,
     base: { service: 'realtime-token-service' },

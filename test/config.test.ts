@@ -20,7 +20,7 @@ describe('loadConfig', () => {
     expect(config).toMatchObject({
       openaiBaseUrl: 'https://api.openai.com/v1',
       port: 8000,
-      host: '0.0.0.0',
+      host: '::',
       realtimeModel: 'gpt-realtime',
       realtimeVoice: 'verse',
       tokenTtlSeconds: 600,
@@ -109,6 +109,20 @@ describe('loadConfig', () => {
     expect(problemsOf({ ...base, REALTIME_VOICE: 'nobody' })).toContain('REALTIME_VOICE');
     expect(problemsOf({ ...base, TOKEN_TTL_SECONDS: '9' })).toContain('TOKEN_TTL_SECONDS');
     expect(loadConfig({ ...base, TOKEN_TTL_SECONDS: '7200' }).tokenTtlSeconds).toBe(7200);
+  });
+
+  it('quotes a bad origin (public, and the quickest fix) but never the key, even pasted as an origin', () => {
+    const origin = problemsOf({ ...base, ALLOWED_ORIGINS: 'https://www.espn.com/' });
+    expect(origin).toContain('ALLOWED_ORIGINS "https://www.espn.com/" is not a bare origin');
+    expect(origin).not.toContain(base.OPENAI_API_KEY);
+    const pasted = problemsOf({ ...base, ALLOWED_ORIGINS: `https://www.espn.com,${base.OPENAI_API_KEY}` });
+    expect(pasted).toContain('ALLOWED_ORIGINS');
+    expect(pasted).not.toContain(base.OPENAI_API_KEY);
+    expect(pasted).not.toContain('config-test-secret');
+    const oddKey = 'Abc123NotKeyShapedButSecret';
+    const oddPasted = problemsOf({ ...base, OPENAI_API_KEY: oddKey, CORS_ORIGINS: oddKey });
+    expect(oddPasted).toContain('CORS_ORIGINS');
+    expect(oddPasted).not.toContain(oddKey);
   });
 
   it('requires ALLOWED_ORIGINS', () => {

@@ -3,6 +3,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
 import { FakeOpenAI, FAKE_API_KEY } from './support/fake-openai.js';
 import { builtServerPath, REPO_ROOT, startServer, type ServerProcess } from './support/server-process.js';
 
@@ -53,6 +54,8 @@ describe('the Dockerfile and railway.json, read as text (no Docker engine here)'
   it('exposes the port, honours $PORT, checks /healthz with node (no curl) and starts node directly', () => {
     expect(finalOps('EXPOSE')).toHaveLength(1);
     expect(finalOps('ENV').map((e) => e.args).join(' ')).toMatch(/PORT=8000/);
+    // Dual-stack, as the service's own default (Railway's private network is IPv6-only).
+    expect(finalOps('ENV').map((e) => e.args).join(' ')).toMatch(/HOST=:: /);
     const healthcheck = finalOps('HEALTHCHECK')[0]?.args ?? '';
     expect(healthcheck).toContain('/healthz');
     expect(healthcheck).toContain('process.env.PORT');
@@ -66,17 +69,20 @@ describe('the Dockerfile and railway.json, read as text (no Docker engine here)'
     for (const entry of ['.git', 'node_modules', 'dist', '.env', 'test']) expect(ignored).toContain(entry);
   });
 
-  it('railway.json builds the Dockerfile, probes /healthz and restarts on failure', () => {
+  it('railway.json builds the Dockerfile, gates deploys on /readyz and restarts on failure', () => {
     const railway = JSON.parse(read('railway.json')) as {
       build: { builder: string; dockerfilePath: string };
-      deploy: { startCommand: string; healthcheckPath: string; healthcheckTimeout: number; restartPolicyType: string; restartPolicyMaxRetries: number; drainingSeconds: number };
+      deploy: { startCommand?: string; healthcheckPath: string; healthcheckTimeout: number; restartPolicyType: string; restartPolicyMaxRetries: number; drainingSeconds: number };
     };
     expect(railway.build).toEqual({ builder: 'DOCKERFILE', dockerfilePath: 'Dockerfile' });
-    expect(railway.deploy).toMatchObject({ startCommand: 'node dist/server.js', healthcheckPath: '/healthz', restartPolicyType: 'ON_FAILURE' });
+    // A startCommand would silently replace the image's CMD (node as PID 1, so SIGTERM arrives).
+    expect(railway.deploy.startCommand).toBeUndefined();
+    expect(railway.deploy).toMatchObject({ healthcheckPath: '/readyz', restartPolicyType: 'ON_FAILURE' });
     expect(railway.deploy.healthcheckTimeout).toBeGreaterThan(0);
     expect(railway.deploy.restartPolicyMaxRetries).toBeGreaterThan(0);
-    // Railway's SIGTERM-to-SIGKILL window outlasts the service's own shutdown bound (10 s).
-    expect(railway.deploy.drainingSeconds).toBeGreaterThan(10);
+    // Railway's SIGTERM-to-SIGKILL window outlasts the service's own shutdown bound.
+    const { shutdownTimeoutMs } = loadConfig({ OPENAI_API_KEY: 'sk-x', ALLOWED_ORIGINS: 'https://www.espn.com' });
+    expect(railway.deploy.drainingSeconds * 1000).toBeGreaterThan(shutdownTimeoutMs);
   });
 });
 
@@ -125,5 +131,19 @@ describe('the production start, exactly as the image runs it', () => {
     server.child.kill('SIGTERM');
     expect((await server.exited).code).toBe(0);
     expect(runHealthcheck(port)).toBe(1);
+  });
+
+  it("with the image's HOST (::) it answers over IPv4 and IPv6 alike, and gates on /readyz", async () => {
+    server = await startServer({ OPENAI_API_KEY: FAKE_API_KEY, OPENAI_BASE_URL: fake.baseUrl, ALLOWED_ORIGINS: 'https://www.espn.com', HOST: '::' }, dir);
+    const { port } = new URL(server.url);
+    for (const host of ['127.0.0.1', '[::1]']) {
+      const ready = await fetch(`http://${host}:${port}/readyz`);
+      expect(ready.status, host).toBe(200);
+      expect(await ready.json()).toMatchObject({ status: 'ready' });
+      const minted = await fetch(`http://${host}:${port}/v1/realtime/token`, { method: 'POST', headers: { origin: 'https://www.espn.com' } });
+      expect(minted.status, host).toBe(200);
+    }
+    server.child.kill('SIGTERM');
+    expect((await server.exited).code).toBe(0);
   });
 });

@@ -10,6 +10,12 @@ export interface MintedSecret {
   sessionId: string;
 }
 
+/**
+ * One upstream check: ok; unauthorized (OpenAI answered 401/403: the key is bad or revoked);
+ * unreachable (no answer in time, a network error, or any other status).
+ */
+export type UpstreamCheck = 'ok' | 'unauthorized' | 'unreachable';
+
 export interface OpenAIClientOptions {
   baseUrl: string;
   apiKey: string;
@@ -159,7 +165,7 @@ export class OpenAIClient {
   }
 
   /** GET /models with a short timeout and no retries: is OpenAI there and is our key good? */
-  async checkHealth(timeoutMs: number): Promise<boolean> {
+  async checkHealth(timeoutMs: number): Promise<UpstreamCheck> {
     try {
       const { statusCode, body } = await this.pool.request({
         method: 'GET',
@@ -168,9 +174,11 @@ export class OpenAIClient {
         signal: AbortSignal.timeout(timeoutMs),
       });
       await body.dump();
-      return statusCode >= 200 && statusCode < 300;
+      if (statusCode >= 200 && statusCode < 300) return 'ok';
+      // OpenAI is up and says no to this key (bad or revoked): readiness fails on it.
+      return statusCode === 401 || statusCode === 403 ? 'unauthorized' : 'unreachable';
     } catch {
-      return false;
+      return 'unreachable';
     }
   }
 

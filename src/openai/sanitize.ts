@@ -22,12 +22,13 @@ function keyForms(key: string): string[] {
 }
 
 /**
- * A function that removes the API key (every form above, any case) and anything key- or
+ * A function that removes the given keys (every form above, any case) and anything key- or
  * secret-shaped from a text. Used on every log line before it is written, and on OpenAI's error
  * text before it is kept.
  */
-export function secretScrubber(apiKey?: string): (text: string) => string {
-  const parts = apiKey ? [...keyForms(apiKey).map(escapeRegExp), TOKEN_LIKE] : [TOKEN_LIKE];
+export function secretScrubber(...keys: (string | undefined)[]): (text: string) => string {
+  const forms = keys.flatMap((key) => (key ? keyForms(key) : [])).sort((a, b) => b.length - a.length);
+  const parts = [...forms.map(escapeRegExp), TOKEN_LIKE];
   const pattern = new RegExp(parts.join('|'), 'gi');
   return (text) => text.replace(pattern, '[redacted]');
 }

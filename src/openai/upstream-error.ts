@@ -33,6 +33,11 @@ export class UpstreamError extends Error {
 
 const DEFAULT_RETRY_AFTER_SECONDS = 2;
 
+/** The 502 of every route that calls OpenAI (secrets and calls): a configuration problem, not a blip. */
+export const UPSTREAM_REFUSED_MESSAGE =
+  'OpenAI refused the request or answered something unusable; retrying will not help. ' +
+  'The operator must check the API key, the model and the logs (OpenAI\'s own message is logged there).';
+
 /** The client-facing envelope: a generic message, never OpenAI's own text. */
 export function upstreamAppError(error: UpstreamError): AppError {
   const logContext = {
@@ -44,7 +49,7 @@ export function upstreamAppError(error: UpstreamError): AppError {
   switch (error.kind) {
     case 'refused':
     case 'unusable':
-      return new AppError(502, 'OpenAI refused or garbled the request for a client secret; try again later.', {
+      return new AppError(502, UPSTREAM_REFUSED_MESSAGE, {
         reason: 'upstream',
         logContext,
       });

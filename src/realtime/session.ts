@@ -16,8 +16,10 @@ const TONES: Record<Difficulty, string> = {
     'and numbers, and explain why a play worked or failed.',
 };
 
-// A short label such as "nba" or "premier league": letters, digits, spaces and a few joiners.
-const SPORT_LABEL = /^[\p{L}\p{N}][\p{L}\p{N} .&'/-]*$/u;
+// A short label such as "nba" or "premier league". The README, the 422 message and the OpenAPI
+// pattern (this regex) all state this one rule.
+export const SPORT_LABEL = /^[\p{L}\p{N}][\p{L}\p{N} .&'/-]*$/u;
+export const SPORT_RULE = "1 to 40 characters: letters, digits, spaces and . & ' / -, starting with a letter or digit";
 
 /** The body of POST /v1/realtime/token; the allow-lists and limits come from the config. */
 export function tokenRequestSchema(config: Config) {
@@ -45,11 +47,11 @@ export function tokenRequestSchema(config: Config) {
       sport: z
         .string()
         .trim()
-        .min(1)
-        .max(40)
-        .regex(SPORT_LABEL, { error: 'must be a short label of letters, digits and spaces' })
+        .min(1, { error: `must be ${SPORT_RULE}` })
+        .max(40, { error: `must be ${SPORT_RULE}` })
+        .regex(SPORT_LABEL, { error: `must be ${SPORT_RULE}` })
         .optional()
-        .describe('Short label of the sport being watched, e.g. "nba"; added to the persona.'),
+        .describe(`Short label of the sport being watched, e.g. "nba", added to the persona: ${SPORT_RULE}.`),
     })
     .nullish()
     .describe('Every field is optional; an empty object or no body at all means all defaults.')

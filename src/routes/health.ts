@@ -1,18 +1,23 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { AppError } from '../errors.js';
 import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { UpstreamHealth } from '../openai/upstream-health.js';
 import type { RateLimitStoreState } from '../plugins/rate-limit-store.js';
 import type { SecretPool } from '../realtime/secret-pool.js';
+import { errorResponses } from './error-responses.js';
+
+const NOT_READY_MESSAGE = 'Not ready: OpenAI refused the API key (bad or revoked); the operator must fix OPENAI_API_KEY.';
 
 const healthSchema = z.object({
   status: z.literal('healthy'),
   timestamp: z.string().describe('ISO 8601'),
   version: z.string(),
   uptime_seconds: z.number(),
-  openai_status: z.enum(['connected', 'disconnected', 'unknown']).describe(
-    'Result of the last GET /models, cached for HEALTH_CHECK_INTERVAL seconds; unknown before the first check.',
+  openai_status: z.enum(['connected', 'disconnected', 'unauthorized', 'unknown']).describe(
+    'Result of the last GET /models, cached for HEALTH_CHECK_INTERVAL seconds: unauthorized when OpenAI ' +
+      'refused the key (401/403), disconnected when it did not answer usefully, unknown before the first check.',
   ),
   openai_checked_at: z.string().optional(),
   circuit_breaker: z.object({
@@ -22,7 +27,14 @@ const healthSchema = z.object({
   }),
   rate_limit_store: z.enum(['memory', 'redis', 'fallback']),
   token_pool: z.object({ size: z.number().int(), capacity: z.number().int() }).optional(),
-});
+}).describe('The process serves (liveness).');
+
+const readySchema = z
+  .object({
+    status: z.literal('ready'),
+    openai_status: healthSchema.shape.openai_status,
+  })
+  .describe('Ready: the process serves and OpenAI has not refused the key.');
 
 export async function healthRoutes(
   app: FastifyInstance,
@@ -64,6 +76,39 @@ export async function healthRoutes(
         rate_limit_store: opts.rateLimitStore.mode,
         token_pool: opts.pool ? { size: opts.pool.stats.size, capacity: opts.pool.stats.capacity } : undefined,
       };
+    },
+  );
+
+  app.withTypeProvider<ZodTypeProvider>().get(
+    '/readyz',
+    {
+      config: { quietAccessLog: true },
+      schema: {
+        tags: ['operations'],
+        summary: 'Readiness: may this replica take traffic?',
+        description:
+          '200 while the process serves and OpenAI has not refused the key; 503 (the error envelope) when ' +
+          'the last upstream check got 401/403 or while shutting down. Cached like /healthz: a probe is ' +
+          'never a call to OpenAI. Railway\'s deploy health check points here. Not origin-checked, not rate limited.',
+        response: {
+          200: readySchema,
+          ...errorResponses([503], {
+            503: {
+              when: 'OpenAI refused the API key at its last check (401/403: bad or revoked), or this replica is shutting down; OpenAI being unreachable does not count',
+              todo: 'send this replica no traffic; the operator fixes OPENAI_API_KEY (a deploy with a bad key fails here instead of replacing a good one)',
+              example: { message: NOT_READY_MESSAGE },
+            },
+          }),
+        },
+      },
+    },
+    async (_request, reply) => {
+      // While shutting down, the draining plugin has already answered 503 before this handler.
+      if (!(await opts.upstreamHealth.keyAccepted())) {
+        throw new AppError(503, NOT_READY_MESSAGE, { reason: 'not_ready' });
+      }
+      reply.header('cache-control', 'no-store');
+      return { status: 'ready' as const, openai_status: opts.upstreamHealth.snapshot().status };
     },
   );
 }

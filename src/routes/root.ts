@@ -18,7 +18,7 @@ const rootSchema = z.object({
     })
     .optional()
     .describe('Present when TOKEN_POOL_SIZE > 0.'),
-});
+}).describe('The service, its version and its endpoints.');
 
 export async function rootRoutes(
   app: FastifyInstance,
@@ -27,6 +27,7 @@ export async function rootRoutes(
   const endpoints: Record<string, string> = {
     token: 'POST /v1/realtime/token',
     health: 'GET /healthz',
+    ready: 'GET /readyz',
     docs: 'GET /docs',
     openapi: 'GET /openapi.json',
   };

@@ -2,11 +2,11 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import { errorEnvelopeSchema } from '../errors.js';
 import { MAX_LOGGED_CHARS } from '../plugins/identity.js';
 import type { ServiceMetrics } from '../metrics.js';
 import type { SecretMinter } from '../realtime/minter.js';
 import { connectionUrls, resolveChoice, tokenRequestSchema } from '../realtime/session.js';
+import { errorResponses } from './error-responses.js';
 
 const tokenResponseSchema = z
   .object({
@@ -19,6 +19,7 @@ const tokenResponseSchema = z
     web_rtc_url: z.string().describe('POST the SDP offer here with the secret as bearer.'),
     websocket_url: z.string().describe('Or open a WebSocket here with the secret.'),
   })
+  .describe('A client secret for one client, and where to use it (`Cache-Control: no-store`).')
   .meta({
     examples: [
       {
@@ -33,12 +34,6 @@ const tokenResponseSchema = z
       },
     ],
   });
-
-function errorExample(code: number, message: string, extra: Record<string, unknown> = {}) {
-  return errorEnvelopeSchema.meta({
-    examples: [{ error: { code, message, request_id: '5b0c8a2e-5d3c-4a8e-9a51-2f9f3d0c9e11', ...extra } }],
-  });
-}
 
 export async function tokenRoutes(
   app: FastifyInstance,
@@ -57,26 +52,13 @@ export async function tokenRoutes(
         tags: ['realtime'],
         summary: 'Mint an ephemeral Realtime client secret',
         description:
-          'Called by the extension with its Origin (an allowed origin, e.g. chrome-extension://<id>). ' +
+          'Called by the extension with its Origin (an allowed origin, e.g. `chrome-extension://<id>`). ' +
           'Returns a secret the browser uses as bearer to open a WebRTC session at `web_rtc_url`. ' +
           `Rate limited to ${config.rateLimitPerMinute} per client per minute.`,
         body: tokenRequestSchema(config),
         response: {
           200: tokenResponseSchema,
-          400: errorExample(400, 'The request body is not valid JSON.'),
-          403: errorExample(403, 'This Origin is not allowed to request client secrets.'),
-          413: errorExample(413, 'The request body is larger than 16 KiB.'),
-          415: errorExample(415, 'The request body must be application/json.'),
-          422: errorExample(422, 'The request body does not match the schema.', {
-            details: { fields: [{ path: 'voice', message: 'Invalid option: expected one of "verse"|"cedar"' }] },
-          }),
-          429: errorExample(429, 'Too many token requests (10 per minute); retry in 42 s.', {
-            retry_after: 42,
-            details: { limit: 10, remaining: 0, reset_time: '2026-11-23T12:00:42.000Z' },
-          }),
-          502: errorExample(502, 'OpenAI refused or garbled the request for a client secret; try again later.'),
-          503: errorExample(503, 'OpenAI is unavailable or overloaded; try again shortly.', { retry_after: 2 }),
-          504: errorExample(504, 'OpenAI did not answer in time; try again shortly.', { retry_after: 2 }),
+          ...errorResponses([400, 401, 403, 413, 415, 422, 429, 431, 502, 503, 504]),
         },
       },
     },

@@ -37,8 +37,9 @@ export async function startServer(env: Record<string, string | undefined>, root 
     const rl = createInterface({ input: child.stdout });
     rl.on('line', (line) => {
       lines.push(line);
-      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
-      if (match?.[1]) resolve(match[1]);
+      // HOST=127.0.0.1 (the tests' default) or :: (the service's and the image's default).
+      const match = /Server listening at http:\/\/(?:127\.0\.0\.1|\[::\]):(\d+)/.exec(line);
+      if (match?.[1]) resolve(`http://127.0.0.1:${match[1]}`);
     });
     void exited.then(({ code }) => reject(new Error(`server exited (${code}) before listening: ${stderr}`)));
   });
