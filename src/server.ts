@@ -8,7 +8,7 @@ try {
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
   // One line naming every bad variable; values are never printed.
-  process.stderr.write(`${error.message}\n`);
+  process.stderr.write(`${error.message} (every variable: .env.example; to try it without a key: npm run demo)\n`);
   process.exit(1);
 }
 
