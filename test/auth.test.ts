@@ -189,4 +189,11 @@ describe('caller authentication with a shared secret (AUTH_JWT_SECRET, HS256)', 
     expect(openai.fake.mintRequests).toHaveLength(1);
     expect(t.logs.raw).not.toContain(SECRET);
   });
+
+  it('refuses a token that never expires; takes the scheme in any case (RFC 7235)', async () => {
+    const t = await openai.app({ AUTH_JWT_SECRET: SECRET });
+    const forever = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('user_8').sign(new TextEncoder().encode(SECRET));
+    expectEnvelope(await t.mint({}, { authorization: `Bearer ${forever}` }), 401);
+    expect((await t.mint({}, { authorization: `bearer ${await sign(SECRET)}` })).statusCode).toBe(200);
+  });
 });

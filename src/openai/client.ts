@@ -76,11 +76,14 @@ export function retryAfterMs(
 
 function openaiErrorText(body: string): string {
   try {
-    const parsed = JSON.parse(body) as { error?: { message?: unknown; code?: unknown; type?: unknown } };
+    const parsed = JSON.parse(body) as { error?: { message?: unknown; code?: unknown; type?: unknown } | string };
     const e = parsed.error;
+    if (typeof e === 'string') return e;
     if (e && typeof e === 'object') {
       return [e.type, e.code, e.message].filter((part) => typeof part === 'string').join(': ');
     }
+    // Re-serialized, so \u escapes are decoded and the scrubber sees the text as it reads.
+    return JSON.stringify(parsed);
   } catch {
     // not JSON: log a short slice of the raw text below
   }

@@ -13,6 +13,9 @@ function keyForms(key: string): string[] {
   const bytes = Buffer.from(key, 'utf8');
   const forms = new Set([
     key,
+    // The key past its sk-/sk-proj- prefix: catches echoes whose first characters are escaped
+    // (%73k-..., \u0073k-..., &#115;k-...).
+    key.replace(/^(?:sk|ek|rk)[-_](?:[a-z]+[-_])?/i, ''),
     encodeURIComponent(key),
     [...bytes].map((byte) => `%${byte.toString(16).padStart(2, '0')}`).join(''),
     bytes.toString('base64').replace(/=+$/, ''),

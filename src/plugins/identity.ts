@@ -94,7 +94,8 @@ function unauthorized(message: string, logContext?: Record<string, unknown>): Ap
 
 // Asymmetric algorithms only from a JWKS (an HMAC "signed" with a public key is a classic forgery).
 const JWKS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
-const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
+// The scheme is case-insensitive (RFC 7235).
+const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;
 
 export interface JwtVerifierOptions {
   /** Between two JWKS fetches for an unknown `kid` (jose's cooldown); tests shorten it. */
@@ -121,6 +122,8 @@ export function jwtVerifier(config: Config, options: JwtVerifierOptions = {}): (
   const verifyOptions = {
     algorithms,
     clockTolerance: 30,
+    // A token without an expiry would open sessions forever.
+    requiredClaims: ['exp'],
     issuer: config.authIssuer,
     audience: config.authAudience.length > 0 ? [...config.authAudience] : undefined,
   };

@@ -44,6 +44,8 @@ export class FakeOpenAI {
   private readonly hanging = new Set<ServerResponse>();
   private readonly waiters: { count: number; resolve: () => void }[] = [];
   private minted = 0;
+  /** The key the fake accepts (FAKE_API_KEY unless a test brings a realistic one). */
+  private apiKey = FAKE_API_KEY;
 
   private constructor(
     private readonly server: Server,
@@ -51,7 +53,7 @@ export class FakeOpenAI {
   ) {}
 
   /** keepRequests: false for long benchmark runs (nothing is recorded, so memory stays flat). */
-  static async start(options: { latencyMs?: number; port?: number; keepRequests?: boolean } = {}): Promise<FakeOpenAI> {
+  static async start(options: { latencyMs?: number; port?: number; keepRequests?: boolean; apiKey?: string } = {}): Promise<FakeOpenAI> {
     const server = createServer();
     server.keepAliveTimeout = 60_000;
     server.listen(options.port ?? 0, '127.0.0.1');
@@ -60,6 +62,7 @@ export class FakeOpenAI {
     const fake = new FakeOpenAI(server, `http://127.0.0.1:${port}/v1`);
     fake.latencyMs = options.latencyMs ?? 0;
     fake.keepRequests = options.keepRequests ?? true;
+    fake.apiKey = options.apiKey ?? FAKE_API_KEY;
     server.on('connection', (socket) => {
       fake.sockets.add(socket);
       socket.on('close', () => fake.sockets.delete(socket));
@@ -102,7 +105,7 @@ export class FakeOpenAI {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
 
-    if (req.headers.authorization !== `Bearer ${FAKE_API_KEY}`) {
+    if (req.headers.authorization !== `Bearer ${this.apiKey}`) {
       return this.json(res, 401, openaiError('Incorrect API key provided: sk-te***ij.', 'invalid_request_error', 'invalid_api_key'));
     }
     if (req.method === 'GET' && path === '/v1/models') {

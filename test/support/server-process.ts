@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -8,8 +7,10 @@ export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export interface ServerProcess {
   child: ChildProcess;
   url: string;
-  /** Every stdout line so far (pino JSON). */
+  /** Every stdout line so far (pino JSON); with slowStdout, only the lines up to "listening". */
   lines: string[];
+  /** What has been read of stdout: line count and the longest line, in characters. */
+  stdoutStats: { lines: number; longestLine: number };
   stderr: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -20,30 +21,69 @@ export function builtServerPath(root = REPO_ROOT): string {
   return entry;
 }
 
+export interface StartOptions {
+  /** Node flags before the script, e.g. `--max-old-space-size=128`. */
+  nodeArgs?: string[];
+  /**
+   * Once the server listens, read its stdout slowly (bytesPerTick every intervalMs) and keep no
+   * lines, as a slow log shipper would: the pipe fills and the server's log destination must cope.
+   */
+  slowStdout?: { bytesPerTick: number; intervalMs: number };
+}
+
 /** Runs `node dist/server.js` as the container would, on a free port; resolves once it listens. */
-export async function startServer(env: Record<string, string | undefined>, root = REPO_ROOT): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [builtServerPath(root)], {
+export async function startServer(
+  env: Record<string, string | undefined>,
+  root = REPO_ROOT,
+  options: StartOptions = {},
+): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), builtServerPath(root)], {
     cwd: root,
     env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
+  const stdoutStats = { lines: 0, longestLine: 0 };
+  let keepLines = true;
   let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
-  const url = await new Promise<string>((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout });
-    rl.on('line', (line) => {
+  let listening: (url: string) => void = () => undefined;
+  const url = new Promise<string>((resolve, reject) => {
+    listening = resolve;
+    void exited.then(({ code }) => reject(new Error(`server exited (${code}) before listening: ${stderr}`)));
+  });
+  let partial = '';
+  const onText = (text: string) => {
+    const parts = (partial + text).split('\n');
+    partial = parts.pop() ?? '';
+    for (const line of parts) {
+      stdoutStats.lines += 1;
+      stdoutStats.longestLine = Math.max(stdoutStats.longestLine, line.length);
+      if (!keepLines) continue;
       lines.push(line);
       // HOST=127.0.0.1 (the tests' default) or :: (the service's and the image's default).
       const match = /Server listening at http:\/\/(?:127\.0\.0\.1|\[::\]):(\d+)/.exec(line);
-      if (match?.[1]) resolve(`http://127.0.0.1:${match[1]}`);
-    });
-    void exited.then(({ code }) => reject(new Error(`server exited (${code}) before listening: ${stderr}`)));
-  });
-  return { child, url, lines, stderr: () => stderr, exited };
+      if (match?.[1]) listening(`http://127.0.0.1:${match[1]}`);
+    }
+  };
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', onText);
+  const listeningUrl = await url;
+  if (options.slowStdout) {
+    const { bytesPerTick, intervalMs } = options.slowStdout;
+    keepLines = false;
+    child.stdout.off('data', onText);
+    child.stdout.pause();
+    const timer = setInterval(() => {
+      const chunk = (child.stdout.read(bytesPerTick) ?? child.stdout.read()) as string | null;
+      if (chunk !== null) onText(chunk);
+    }, intervalMs);
+    void exited.then(() => clearInterval(timer));
+  }
+  return { child, url: listeningUrl, lines, stdoutStats, stderr: () => stderr, exited };
 }
 
 /** Runs the server expecting it to refuse to start; resolves with its exit code and output. */
