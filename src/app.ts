@@ -15,7 +15,7 @@ import { rateLimiting } from './plugins/rate-limit.js';
 import { createRedis, failoverStore, localStore, RateLimitStoreState } from './plugins/rate-limit-store.js';
 import { requestContext, requestIdFor } from './plugins/request-context.js';
 import { security } from './plugins/security.js';
-import { SecretMinter } from './realtime/minter.js';
+import { SecretMinter, type PreparedSession } from './realtime/minter.js';
 import { SecretPool } from './realtime/secret-pool.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -64,11 +64,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const poolLog = logger.child({ component: 'token-pool' });
   const pool =
     config.tokenPoolSize > 0
-      ? new SecretPool({
+      ? new SecretPool<PreparedSession>({
           size: config.tokenPoolSize,
           minRemainingSeconds: config.tokenPoolMinRemainingSeconds,
+          ttlSeconds: config.tokenTtlSeconds,
           refillPerSecond: config.tokenPoolRefillPerSecond,
-          mint: () => minter.mintDefault(poolLog),
+          mode: config.tokenPoolMode,
+          seed: { key: minter.defaultSession.key, config: minter.defaultSession },
+          mint: (session) => minter.mintPrepared(session, poolLog),
+          // The one "may I call OpenAI now" gate for refills (compose the global budget's wait here).
           upstreamWaitMs: () => breaker.retryAfterMs,
           log: poolLog,
           now,
@@ -85,7 +89,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   metrics.watch({
     breakerState: () => breaker.state,
     rateLimitStore: () => storeState.mode,
-    pool: pool ? () => pool.stats : undefined,
+    pool,
   });
 
   const app = Fastify({
@@ -158,6 +162,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.addHook('onReady', async () => {
     // Not awaited: the service answers (on in-process limits) while Redis connects.
     redis?.connect().catch(() => undefined);
+    // Not awaited either: the first mint finds an open connection to OpenAI (no cold TLS handshake).
+    void client.warmUp();
     pool?.start();
   });
   app.addHook('onClose', async () => {

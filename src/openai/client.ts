@@ -29,6 +29,8 @@ export interface CallContext {
 
 const RETRYABLE_STATUS = new Set([408, 409, 429]);
 const MAX_BODY_BYTES = 1 << 20;
+// Below the undici pool's keepAliveTimeout (30 s), so an idle connection is reused, not dropped.
+const KEEP_WARM_MS = 20_000;
 
 interface AttemptFailure {
   kind: UpstreamFailureKind;
@@ -126,6 +128,8 @@ export class OpenAIClient {
   private readonly backoffBaseMs: number;
   private readonly backoffCapMs: number;
   private readonly random: () => number;
+  private keepWarm: NodeJS.Timeout | undefined;
+  private lastCallAt = 0;
 
   constructor(private readonly options: OpenAIClientOptions) {
     const url = new URL(options.baseUrl);
@@ -171,7 +175,32 @@ export class OpenAIClient {
     }
   }
 
+  /**
+   * Opens a connection to OpenAI before a client needs one (a TLS handshake adds 100+ ms to a cold
+   * mint) and keeps one open: re-warms every KEEP_WARM_MS while no call went out, below the
+   * pool's 30 s keep-alive, so the first mint after an idle hour finds it still open. The request
+   * carries no key (OpenAI answers 401): it costs no quota and shows in no usage.
+   */
+  async warmUp(): Promise<void> {
+    this.keepWarm ??= setInterval(() => {
+      if (performance.now() - this.lastCallAt >= KEEP_WARM_MS) void this.warmUp();
+    }, KEEP_WARM_MS).unref();
+    this.lastCallAt = performance.now();
+    try {
+      const { body } = await this.pool.request({
+        // GET: undici closes a connection after a HEAD (servers that send a body anyway).
+        method: 'GET',
+        path: `${this.pathPrefix}/models`,
+        signal: AbortSignal.timeout(Math.min(5_000, this.options.timeoutMs)),
+      });
+      await body.dump();
+    } catch {
+      // Nothing to do: the next call opens its own connection, as it would have anyway.
+    }
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.keepWarm);
     await this.pool.close();
   }
 
@@ -226,6 +255,7 @@ export class OpenAIClient {
 
   private async attempt(operation: string, method: 'POST', path: string, body: string, timeoutMs: number) {
     const started = performance.now();
+    this.lastCallAt = started;
     const controller = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
