@@ -1,5 +1,6 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
 import { allocateSlots, DecayingCount, DemandModel } from '../src/realtime/demand.js';
 import { SecretPool } from '../src/realtime/secret-pool.js';
 
@@ -174,5 +175,16 @@ describe('SecretPool allocation (not started: no mint is ever called)', () => {
     const rows = pool.labelStats();
     expect(rows.map((row) => row.configuration)).toEqual(['a', 'b', 'other']);
     expect(rows.reduce((sum, row) => sum + row.misses, 0)).toBe(75);
+  });
+});
+
+describe('TOKEN_POOL_MODE', () => {
+  const env = { OPENAI_API_KEY: 'sk-test-0123456789abcdefghij', ALLOWED_ORIGINS: 'https://www.espn.com' };
+
+  it('is demand unless set to default, and refuses anything else by name', () => {
+    expect(loadConfig(env).tokenPoolMode).toBe('demand');
+    expect(loadConfig({ ...env, TOKEN_POOL_MODE: ' Default ' }).tokenPoolMode).toBe('default');
+    expect(() => loadConfig({ ...env, TOKEN_POOL_MODE: 'sometimes' })).toThrow(ConfigError);
+    expect(() => loadConfig({ ...env, TOKEN_POOL_MODE: 'sometimes' })).toThrow(/TOKEN_POOL_MODE must be demand or default/);
   });
 });

@@ -74,11 +74,13 @@ interface Counters {
 export const OTHER_LABEL = 'other';
 const DEFAULT_TUNING: DemandTuning = { halfLifeMs: 5 * 60_000, maxConfigurations: 64, minWeight: 1.5, labelLimit: 8 };
 // The drain rate follows traffic within seconds; demand (what to keep warm) over minutes.
-const DRAIN_HALF_LIFE_MS = 5_000;
-// Refill a little faster than the drain, so a pool that fell behind catches up.
-const DRAIN_HEADROOM = 1.25;
+const DRAIN_HALF_LIFE_MS = 2_000;
+// Refill up to twice the drain: refills are evenly spaced while takes come in bursts (Poisson), and
+// a refill that waits its turn leaves its slot empty for longer (at 2x the wait is half a spacing).
+const DRAIN_HEADROOM = 2;
 // With no drain to follow yet (boot, a re-allocation), refill at no less than this.
 const MIN_REFILL_PER_SECOND = 2;
+const REALLOCATE_MS = 100;
 
 /**
  * Warm client secrets for the session configurations clients actually ask for (never free-text
@@ -100,6 +102,9 @@ export class SecretPool<C = unknown> {
   private readonly labels = new Map<string, Counters>();
   private readonly other: Counters = { hits: 0, misses: 0, wasted: 0 };
   private targets = new Map<string, number>();
+  private allocatedAt = Number.NEGATIVE_INFINITY;
+  private demandSinceAllocation = false;
+  private reallocateTimer: NodeJS.Timeout | undefined;
   private lastLaunch = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
@@ -137,8 +142,10 @@ export class SecretPool<C = unknown> {
     this.closed = true;
     clearTimeout(this.timer);
     clearTimeout(this.expiryTimer);
+    clearTimeout(this.reallocateTimer);
     this.timer = undefined;
     this.expiryTimer = undefined;
+    this.reallocateTimer = undefined;
     for (const bucket of this.buckets.values()) bucket.secrets.length = 0;
   }
 
@@ -149,6 +156,7 @@ export class SecretPool<C = unknown> {
   take(key: string, config: C): MintedSecret | undefined {
     if (this.mode === 'default' && key !== this.options.seed.key) return undefined;
     this.demand.record(key, config);
+    this.demandSinceAllocation = true;
     this.drain.add(this.demandClock());
     const bucket = this.buckets.get(key);
     if (bucket) this.dropStale(bucket);
@@ -210,6 +218,27 @@ export class SecretPool<C = unknown> {
     });
   }
 
+  /**
+   * Re-allocates at most every REALLOCATE_MS: demand moves over minutes, and sorting the tracked
+   * configurations on every take would cost each request more than it could ever change. Demand
+   * recorded meanwhile is looked at when the interval is up.
+   */
+  private refreshTargets(): void {
+    const now = performance.now();
+    const due = this.allocatedAt + REALLOCATE_MS - now;
+    if (due <= 0) {
+      this.targets = this.allocate();
+      this.allocatedAt = now;
+      this.demandSinceAllocation = false;
+    } else if (this.demandSinceAllocation && !this.reallocateTimer) {
+      this.reallocateTimer = setTimeout(() => {
+        this.reallocateTimer = undefined;
+        this.pump();
+      }, due);
+      this.reallocateTimer.unref();
+    }
+  }
+
   private isStale(secret: MintedSecret): boolean {
     return secret.expiresAt * 1000 - this.now() < this.options.minRemainingSeconds * 1000;
   }
@@ -254,7 +283,7 @@ export class SecretPool<C = unknown> {
 
   /** The configuration furthest below its allocation, if any is. */
   private neediest(): Bucket<C> | undefined {
-    this.targets = this.allocate();
+    this.refreshTargets();
     let best: Bucket<C> | undefined;
     let bestDeficit = 0;
     for (const [key, target] of this.targets) {
