@@ -227,6 +227,27 @@ describe('warm secret pool: following demand', () => {
   });
 });
 
+describe('warm secret pool: a miss while a refill is in flight', () => {
+  it('takes that refill instead of minting again, and no one else gets it', async () => {
+    t = await openai.app({ TOKEN_POOL_SIZE: '1', TOKEN_POOL_REFILL_PER_SECOND: '100', RATE_LIMIT_PER_MINUTE: '100' });
+    await waitUntil(async () => (await poolStats()).size === 1, 'pool full');
+    openai.fake.latencyMs = 300;
+    const arrived = openai.fake.arrived;
+    const first = await t.mint({});
+    // the refill that take started is now at OpenAI, for 300 ms
+    await waitUntil(() => openai.fake.arrived === arrived + 1, 'refill in flight');
+    const second = await t.mint({});
+    expect(second.statusCode).toBe(200);
+    expect(new Set([secretOf(first), secretOf(second)]).size).toBe(2);
+    const sources = t.logs.find('client secret minted').map((line) => line.source);
+    expect(sources).toEqual(['pool', 'pool']);
+    expect((await poolStats()).misses).toBe(1);
+    // one secret at boot, the refill the second request took, and the refill that replaces it
+    await waitUntil(async () => (await poolStats()).size === 1, 'pool refilled');
+    expect(openai.fake.mintRequests).toHaveLength(3);
+  });
+});
+
 describe('warm upstream connection', () => {
   it('opens a connection to OpenAI at start, which the first mint reuses', async () => {
     t = await openai.app();

@@ -10,7 +10,7 @@ export interface MintOutcome {
   secret: MintedSecret;
   instructions: string;
   source: 'pool' | 'upstream';
-  /** Time spent waiting on OpenAI for this request (0 for a pool hit). */
+  /** Time spent waiting on OpenAI for this request (0 for a pool hit; else the wait for a refill or a mint). */
   upstreamMs: number;
 }
 
@@ -58,6 +58,11 @@ export class SecretMinter {
       const session = this.prepare(choice);
       const pooled = this.pool?.take(session.key, session);
       if (pooled) return { secret: pooled, instructions: session.instructions, source: 'pool', upstreamMs: 0 };
+      const started = performance.now();
+      const refill = await this.pool?.waitForRefill(session.key);
+      if (refill) {
+        return { secret: refill, instructions: session.instructions, source: 'pool', upstreamMs: performance.now() - started };
+      }
       ({ instructions, body } = session);
     } else {
       // Free text: neither pooled nor cached.

@@ -63,6 +63,8 @@ interface Bucket<C> {
   config: C;
   secrets: MintedSecret[];
   inFlight: number;
+  /** Requests that found no secret and wait for a refill in flight, one each (undefined: it failed). */
+  waiters: ((secret: MintedSecret | undefined) => void)[];
 }
 
 interface Counters {
@@ -146,7 +148,10 @@ export class SecretPool<C = unknown> {
     this.timer = undefined;
     this.expiryTimer = undefined;
     this.reallocateTimer = undefined;
-    for (const bucket of this.buckets.values()) bucket.secrets.length = 0;
+    for (const bucket of this.buckets.values()) {
+      bucket.secrets.length = 0;
+      for (const waiter of bucket.waiters.splice(0)) waiter(undefined);
+    }
   }
 
   /**
@@ -171,6 +176,20 @@ export class SecretPool<C = unknown> {
     }
     this.pump();
     return secret;
+  }
+
+  /**
+   * After a miss: the refill already in flight for `key` that no one else waits for, if any. It was
+   * started before this request came, so it lands sooner than a new mint would, and it goes to this
+   * request alone. Resolves to undefined if that refill fails (mint directly then).
+   */
+  waitForRefill(key: string): Promise<MintedSecret | undefined> | undefined {
+    const bucket = this.buckets.get(key);
+    if (this.closed || !bucket || bucket.inFlight <= bucket.waiters.length) return undefined;
+    const promised = new Promise<MintedSecret | undefined>((resolve) => bucket.waiters.push(resolve));
+    // The refill is spoken for: the configuration is one more short.
+    this.pump();
+    return promised;
   }
 
   get stats(): SecretPoolStats {
@@ -288,7 +307,7 @@ export class SecretPool<C = unknown> {
     let bestDeficit = 0;
     for (const [key, target] of this.targets) {
       const bucket = this.buckets.get(key);
-      const deficit = target - (bucket ? bucket.secrets.length + bucket.inFlight : 0);
+      const deficit = target - (bucket ? this.heldBy(bucket) : 0);
       if (deficit > bestDeficit) {
         bestDeficit = deficit;
         best = bucket ?? this.bucketFor(key);
@@ -298,9 +317,14 @@ export class SecretPool<C = unknown> {
     return best;
   }
 
+  /** Secrets a configuration has or will have: pooled, plus refills in flight no request waits for. */
+  private heldBy(bucket: Bucket<C>): number {
+    return bucket.secrets.length + bucket.inFlight - bucket.waiters.length;
+  }
+
   private hasRoom(): boolean {
     let held = 0;
-    for (const bucket of this.buckets.values()) held += bucket.secrets.length + bucket.inFlight;
+    for (const bucket of this.buckets.values()) held += this.heldBy(bucket);
     return held < this.options.size || this.discardCold();
   }
 
@@ -324,7 +348,7 @@ export class SecretPool<C = unknown> {
     const { seed } = this.options;
     if (key !== seed.key && !this.demand.has(key)) return undefined;
     const config = key === seed.key ? seed.config : (this.demand.configOf(key) as C);
-    const bucket: Bucket<C> = { key, config, secrets: [], inFlight: 0 };
+    const bucket: Bucket<C> = { key, config, secrets: [], inFlight: 0, waiters: [] };
     this.buckets.set(key, bucket);
     return bucket;
   }
@@ -364,7 +388,10 @@ export class SecretPool<C = unknown> {
         (secret) => {
           if (this.failures > 0) this.options.log.info('token pool: refilling again');
           this.failures = 0;
-          if (this.closed || this.isStale(secret)) return;
+          if (this.closed) return;
+          if (this.isStale(secret)) return bucket.waiters.shift()?.(undefined);
+          const waiter = bucket.waiters.shift();
+          if (waiter) return waiter(secret);
           bucket.secrets.push(secret);
           // A bucket forgotten while this mint was in flight comes back with its secret.
           if (!this.buckets.has(bucket.key)) this.buckets.set(bucket.key, bucket);
@@ -376,6 +403,7 @@ export class SecretPool<C = unknown> {
           }
           this.failures += 1;
           this.lastFailureAt = performance.now();
+          bucket.waiters.shift()?.(undefined);
         },
       )
       .finally(() => {

@@ -43,6 +43,8 @@ export class FakeOpenAI {
   /** TCP connections accepted, and answers sent: show whether the service warmed one up before its first mint. */
   connections = 0;
   answered = 0;
+  /** Requests that have arrived (any path), counted before the latency: one in flight shows here at once. */
+  arrived = 0;
   private keepRequests = true;
   private readonly queue: Behaviour[] = [];
   private readonly sockets = new Set<Socket>();
@@ -74,6 +76,7 @@ export class FakeOpenAI {
       socket.on('close', () => fake.sockets.delete(socket));
     });
     server.on('request', (req, res) => {
+      fake.arrived += 1;
       res.on('finish', () => (fake.answered += 1));
       fake.handle(req, res).catch((error: unknown) => {
         res.writeHead(500, { 'content-type': 'text/plain' });
