@@ -211,7 +211,7 @@ export class SecretPool<C = unknown> {
     return rows;
   }
 
-  /** Warm secrets each configuration should have now (for tests and /metrics). */
+  /** Warm secrets each configuration should have now, by demand (a fresh look, not the cached one). */
   get allocation(): ReadonlyMap<string, number> {
     return this.allocate();
   }
