@@ -17,7 +17,7 @@ import { MintBudget, rateLimiting } from './plugins/rate-limit.js';
 import { createRedis, failoverStore, localStore, RateLimitStoreState } from './plugins/rate-limit-store.js';
 import { requestContext, requestIdFor } from './plugins/request-context.js';
 import { security } from './plugins/security.js';
-import { SecretMinter } from './realtime/minter.js';
+import { SecretMinter, type PreparedSession } from './realtime/minter.js';
 import { SecretPool } from './realtime/secret-pool.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -77,11 +77,14 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const poolLog = logger.child({ component: 'token-pool' });
   const pool =
     config.tokenPoolSize > 0
-      ? new SecretPool({
+      ? new SecretPool<PreparedSession>({
           size: config.tokenPoolSize,
           minRemainingSeconds: config.tokenPoolMinRemainingSeconds,
+          ttlSeconds: config.tokenTtlSeconds,
           refillPerSecond: config.tokenPoolRefillPerSecond,
-          mint: () => minter.mintDefault(poolLog),
+          mode: config.tokenPoolMode,
+          seed: { key: minter.defaultSession.key, config: minter.defaultSession },
+          mint: (session) => minter.mintPrepared(session, poolLog),
           // No refills while OpenAI is failing or the service's budget is spent.
           upstreamWaitMs: () => Math.max(breaker.retryAfterMs, budget.waitMs()),
           log: poolLog,
@@ -103,7 +106,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   metrics.watch({
     breakerState: () => breaker.state,
     rateLimitStore: () => storeState.mode,
-    pool: pool ? () => pool.stats : undefined,
+    pool,
     budget: () => budget.windows,
     droppedLogLines: () => logDestination?.droppedLines ?? 0,
   });
@@ -190,8 +193,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.addHook('onReady', async () => {
     // Not awaited: the service answers (on in-process limits) while Redis connects.
     redis?.connect().catch(() => undefined);
-    // The first upstream check at boot: a deploy with a bad key fails /readyz at its first probe.
+    // The first upstream check at boot: a deploy with a bad key fails /readyz at its first probe,
+    // and the first mint finds an open connection to OpenAI (no cold TLS handshake), kept warm.
     upstreamHealth.refresh();
+    client.keepWarm();
     pool?.start();
   });
   // SIGTERM: mints in flight get what is left of SHUTDOWN_TIMEOUT_MS (less a second to answer),

@@ -237,6 +237,17 @@ const envSchema = z
     TOKEN_POOL_SIZE: intVar(0, 0, 100),
     TOKEN_POOL_MIN_REMAINING_SECONDS: intVar(120, 5, 7000),
     TOKEN_POOL_REFILL_PER_SECOND: numberVar(2, 0.01, 100),
+    TOKEN_POOL_MODE: z
+      .string()
+      .optional()
+      .transform((raw, ctx) => {
+        const value = raw?.trim().toLowerCase() || 'demand';
+        if (value !== 'demand' && value !== 'default') {
+          ctx.addIssue({ code: 'custom', message: 'must be demand or default' });
+          return z.NEVER;
+        }
+        return value;
+      }),
     SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 120_000),
     // --- who may ask, and how much ---
     RATE_LIMIT_IPV6_PREFIX: intVar(56, 32, 128),
@@ -338,6 +349,8 @@ export interface Config {
   readonly tokenPoolSize: number;
   readonly tokenPoolMinRemainingSeconds: number;
   readonly tokenPoolRefillPerSecond: number;
+  /** demand: warm what clients ask for; default: only the default session. */
+  readonly tokenPoolMode: 'demand' | 'default';
   readonly shutdownTimeoutMs: number;
   readonly rateLimitIpv6Prefix: number;
   /** 0 = no daily quota. */
@@ -408,6 +421,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokenPoolSize: e.TOKEN_POOL_SIZE,
     tokenPoolMinRemainingSeconds: e.TOKEN_POOL_MIN_REMAINING_SECONDS,
     tokenPoolRefillPerSecond: e.TOKEN_POOL_REFILL_PER_SECOND,
+    tokenPoolMode: e.TOKEN_POOL_MODE,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     rateLimitIpv6Prefix: e.RATE_LIMIT_IPV6_PREFIX,
     mintsPerClientPerDay: e.MINTS_PER_CLIENT_PER_DAY,

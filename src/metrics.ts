@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BreakerState } from './openai/circuit-breaker.js';
-import type { SecretPoolStats } from './realtime/secret-pool.js';
+import type { PoolLabelStats, SecretPoolStats } from './realtime/secret-pool.js';
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
 export type RateLimitStoreMode = 'memory' | 'redis' | 'fallback';
@@ -67,7 +67,7 @@ export class ServiceMetrics {
   watch(sources: {
     breakerState: () => BreakerState;
     rateLimitStore: () => RateLimitStoreMode;
-    pool: (() => SecretPoolStats) | undefined;
+    pool: { readonly stats: SecretPoolStats; labelStats(): PoolLabelStats[] } | undefined;
     budget: () => readonly { window: string; limit: number; used: number }[];
     droppedLogLines: () => number;
   }): void {
@@ -124,19 +124,53 @@ export class ServiceMetrics {
       help: 'Warm client secrets waiting in the pool.',
       registers,
       collect() {
-        this.set(pool().size);
+        this.set(pool.stats.size);
       },
     });
     new Counter({
       name: 'token_pool_requests_total',
-      help: 'Default-session requests served from the warm pool (hit) or not (miss).',
+      help: 'Poolable requests served from the warm pool (hit) or not (miss).',
       labelNames: ['result'] as const,
       registers,
       collect() {
-        const stats = pool();
+        const stats = pool.stats;
         this.reset();
         this.inc({ result: 'hit' }, stats.hits);
         this.inc({ result: 'miss' }, stats.misses);
+      },
+    });
+    // By configuration: at most the pool's label limit of configurations, the rest as "other".
+    new Counter({
+      name: 'token_pool_configuration_requests_total',
+      help: 'Poolable requests by configuration (model|voice|difficulty|sport, or other) and result (hit, miss).',
+      labelNames: ['configuration', 'result'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const row of pool.labelStats()) {
+          this.inc({ configuration: row.configuration, result: 'hit' }, row.hits);
+          this.inc({ configuration: row.configuration, result: 'miss' }, row.misses);
+        }
+      },
+    });
+    new Counter({
+      name: 'token_pool_wasted_total',
+      help: 'Pooled secrets that went stale unused, by configuration (or other).',
+      labelNames: ['configuration'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const row of pool.labelStats()) this.inc({ configuration: row.configuration }, row.wasted);
+      },
+    });
+    new Gauge({
+      name: 'token_pool_configuration_size',
+      help: 'Warm client secrets waiting in the pool, by configuration (or other).',
+      labelNames: ['configuration'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const row of pool.labelStats()) this.set({ configuration: row.configuration }, row.size);
       },
     });
   }

@@ -20,7 +20,7 @@ interface PoolStats {
 const poolStats = async () => (await t.app.inject({ method: 'GET', url: '/' })).json<{ token_pool: PoolStats }>().token_pool;
 const secretOf = (response: { json: <T>() => T }) => response.json<{ client_secret: string }>().client_secret;
 
-describe('warm secret pool (TOKEN_POOL_SIZE)', () => {
+describe('warm secret pool (TOKEN_POOL_SIZE): the default session', () => {
   it('fills at start, serves the default session from it, and refills', async () => {
     t = await openai.app({ TOKEN_POOL_SIZE: '3', TOKEN_POOL_REFILL_PER_SECOND: '100' });
     await waitUntil(async () => (await poolStats()).size === 3, 'pool full');
@@ -51,14 +51,14 @@ describe('warm secret pool (TOKEN_POOL_SIZE)', () => {
   });
 
   it('hands each secret to exactly one client, even under concurrency', async () => {
-    t = await openai.app({ TOKEN_POOL_SIZE: '5', TOKEN_POOL_REFILL_PER_SECOND: '100', RATE_LIMIT_PER_MINUTE: '100' });
-    await waitUntil(async () => (await poolStats()).size === 5, 'pool full');
+    t = await openai.app({ TOKEN_POOL_SIZE: '4', TOKEN_POOL_REFILL_PER_SECOND: '100', RATE_LIMIT_PER_MINUTE: '100' });
+    await waitUntil(async () => (await poolStats()).size === 4, 'pool full');
     const responses = await Promise.all(Array.from({ length: 12 }, () => t.mint({})));
     const secrets = responses.map(secretOf);
     expect(new Set(secrets).size).toBe(12);
     const stats = await poolStats();
-    expect(stats.hits).toBe(5);
-    expect(stats.misses).toBe(7);
+    expect(stats.hits).toBe(4);
+    expect(stats.misses).toBe(8);
   });
 
   it('mints other configurations directly', async () => {
@@ -113,14 +113,16 @@ describe('warm secret pool (TOKEN_POOL_SIZE)', () => {
     const pool = new SecretPool({
       size: 2,
       minRemainingSeconds: 120,
+      ttlSeconds: 600,
       refillPerSecond: 2,
       mint: () => client.createClientSecret(JSON.stringify({ session: { type: 'realtime' } }), { log: pino({ level: 'silent' }) }),
       upstreamWaitMs: () => 0,
       log: pino({ level: 'silent' }),
+      seed: { key: 'default', config: undefined },
     });
     pool.start();
     await waitUntil(() => pool.stats.size === 2, 'pool full');
-    expect(pool.take()).toBeDefined(); // a refill is now due within 500 ms
+    expect(pool.take('default', undefined)).toBeDefined(); // a refill is now due within 500 ms
     pool.close();
     expect(pool.stats.size).toBe(0);
     const minted = openai.fake.mintRequests.length;
@@ -128,5 +130,131 @@ describe('warm secret pool (TOKEN_POOL_SIZE)', () => {
     await new Promise((resolve) => setTimeout(resolve, 700));
     expect(openai.fake.mintRequests.length).toBe(minted);
     await client.close();
+  });
+});
+
+/** The sport a recorded mint request was for, from the persona sent to OpenAI ('' for none). */
+function sportOf(request: { body: unknown }): string {
+  const instructions = (request.body as { session: { instructions: string } }).session.instructions;
+  return /The user is watching: (.+)\./.exec(instructions)?.[1] ?? '';
+}
+
+const metricsText = async () => (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+
+describe('warm secret pool: following demand', () => {
+  const nba = { difficulty: 'savage', sport: 'nba' } as const;
+  const nfl = { difficulty: 'expert', sport: 'nfl' } as const;
+
+  it('warms the configurations clients ask for, never a one-off or free-text instructions', async () => {
+    t = await openai.app({ TOKEN_POOL_SIZE: '6', TOKEN_POOL_REFILL_PER_SECOND: '100', RATE_LIMIT_PER_MINUTE: '100' });
+    // at boot: the default session only (capped at what one half-life of it would use)
+    await waitUntil(async () => (await poolStats()).size === 4, 'default session warm');
+    for (let i = 0; i < 3; i++) {
+      expect((await t.mint(nba)).statusCode).toBe(200);
+      expect((await t.mint(nfl)).statusCode).toBe(200);
+      expect((await t.mint({ ...nba, instructions: 'Call me coach.' })).statusCode).toBe(200);
+    }
+    expect((await t.mint({ sport: 'curling', voice: 'marin' })).statusCode).toBe(200);
+    const sizeOf = async (configuration: string) =>
+      Number(
+        new RegExp(`^token_pool_configuration_size\\{configuration="${configuration.replaceAll('|', '\\|')}"\\} (\\d+)$`, 'm').exec(
+          await metricsText(),
+        )?.[1] ?? 0,
+      );
+    await waitUntil(
+      async () => (await sizeOf('gpt-realtime|verse|savage|nba')) > 0 && (await sizeOf('gpt-realtime|verse|expert|nfl')) > 0,
+      'nba and nfl warm',
+    );
+    // curling was asked once and free text is never pooled: each was minted exactly as often as asked
+    const bySport = (sport: string) => openai.fake.mintRequests.filter((r) => sportOf(r) === sport);
+    expect(bySport('curling')).toHaveLength(1);
+    const withInstructions = openai.fake.mintRequests.filter((r) =>
+      (r.body as { session: { instructions: string } }).session.instructions.includes('Call me coach.'),
+    );
+    expect(withInstructions).toHaveLength(3);
+    expect((await poolStats()).size).toBeLessThanOrEqual(6);
+
+    const warm = await t.mint(nba);
+    expect(warm.statusCode).toBe(200);
+    expect(t.logs.find('client secret minted').at(-1)).toMatchObject({ source: 'pool', difficulty: 'savage' });
+    expect(warm.json<{ instructions: string }>().instructions).toContain('The user is watching: nba.');
+    const metrics = await metricsText();
+    expect(metrics).toMatch(/^token_pool_configuration_requests_total\{configuration="gpt-realtime\|verse\|savage\|nba",result="hit"\} 1$/m);
+    expect(metrics).toMatch(/^token_pool_wasted_total\{configuration="other"\} 0$/m);
+  });
+
+  it('50 concurrent requests over three configurations never share a secret', async () => {
+    t = await openai.app({ TOKEN_POOL_SIZE: '12', TOKEN_POOL_REFILL_PER_SECOND: '100', RATE_LIMIT_PER_MINUTE: '1000' });
+    const configurations = [{}, nba, nfl];
+    for (let i = 0; i < 4; i++) for (const body of configurations) await t.mint(body);
+    await waitUntil(async () => {
+      const metrics = await metricsText();
+      return ['easy|', 'savage|nba', 'expert|nfl'].every((tail) =>
+        new RegExp(`^token_pool_configuration_size\\{configuration="gpt-realtime\\|verse\\|${tail.replace('|', '\\|')}"\\} [1-9]`, 'm').test(metrics),
+      );
+    }, 'three configurations warm');
+    const before = await poolStats();
+    const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => t.mint(configurations[i % 3])));
+    expect(responses.every((r) => r.statusCode === 200)).toBe(true);
+    const secrets = responses.map(secretOf);
+    expect(new Set(secrets).size).toBe(50);
+    const after = await poolStats();
+    expect(after.hits - before.hits).toBeGreaterThanOrEqual(3);
+    expect(after.hits - before.hits + after.misses - before.misses).toBe(50);
+  });
+
+  it('does not refill any configuration while the breaker is open', async () => {
+    t = await openai.app({
+      TOKEN_POOL_SIZE: '4',
+      TOKEN_POOL_REFILL_PER_SECOND: '100',
+      CIRCUIT_BREAKER_THRESHOLD: '1',
+      CIRCUIT_BREAKER_COOLDOWN_MS: '60000',
+      OPENAI_MAX_RETRIES: '0',
+      RATE_LIMIT_PER_MINUTE: '100',
+    });
+    await waitUntil(async () => (await poolStats()).size === 4, 'default session warm');
+    openai.fake.script({ kind: 'status', status: 500 });
+    // nba's first request trips the breaker; the next two are refused fast, but still count as demand
+    expectEnvelope(await t.mint(nba), 503);
+    expectEnvelope(await t.mint(nba), 503);
+    expectEnvelope(await t.mint(nba), 503);
+    const callsWhenOpen = openai.fake.mintRequests.length;
+    expect((await t.mint({})).statusCode).toBe(200);
+    // Nothing to await: this proves an absence, so give a refill (100/s) ample time to start.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(openai.fake.mintRequests.length).toBe(callsWhenOpen);
+    expect(openai.fake.mintRequests.filter((r) => sportOf(r) === 'nba')).toHaveLength(1);
+  });
+});
+
+describe('warm secret pool: a miss while a refill is in flight', () => {
+  it('takes that refill instead of minting again, and no one else gets it', async () => {
+    t = await openai.app({ TOKEN_POOL_SIZE: '1', TOKEN_POOL_REFILL_PER_SECOND: '100', RATE_LIMIT_PER_MINUTE: '100' });
+    await waitUntil(async () => (await poolStats()).size === 1, 'pool full');
+    openai.fake.latencyMs = 300;
+    const arrived = openai.fake.arrived;
+    const first = await t.mint({});
+    // the refill that take started is now at OpenAI, for 300 ms
+    await waitUntil(() => openai.fake.arrived === arrived + 1, 'refill in flight');
+    const second = await t.mint({});
+    expect(second.statusCode).toBe(200);
+    expect(new Set([secretOf(first), secretOf(second)]).size).toBe(2);
+    const sources = t.logs.find('client secret minted').map((line) => line.source);
+    expect(sources).toEqual(['pool', 'pool']);
+    expect((await poolStats()).misses).toBe(1);
+    // one secret at boot, the refill the second request took, and the refill that replaces it
+    await waitUntil(async () => (await poolStats()).size === 1, 'pool refilled');
+    expect(openai.fake.mintRequests).toHaveLength(3);
+  });
+});
+
+describe('warm upstream connection', () => {
+  it('opens a connection to OpenAI at start, which the first mint reuses', async () => {
+    t = await openai.app();
+    // the readiness check at boot (GET /models with the key) opens the connection
+    await waitUntil(() => openai.fake.connections === 1 && openai.fake.answered === 1, 'boot check answered');
+    expect(openai.fake.modelsCalls).toBe(1);
+    expect((await t.mint({})).statusCode).toBe(200);
+    expect(openai.fake.connections).toBe(1);
   });
 });

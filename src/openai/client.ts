@@ -35,6 +35,8 @@ export interface CallContext {
 
 const RETRYABLE_STATUS = new Set([408, 409, 429]);
 const MAX_BODY_BYTES = 1 << 20;
+// Below the undici pool's keepAliveTimeout (30 s), so an idle connection is reused, not dropped.
+const KEEP_WARM_MS = 20_000;
 
 interface AttemptFailure {
   kind: UpstreamFailureKind;
@@ -138,6 +140,8 @@ export class OpenAIClient {
   /** Aborted when a shutdown's time is up: calls in flight end with an answer instead of a cut. */
   private readonly draining = new AbortController();
   private drainDeadline = Number.POSITIVE_INFINITY;
+  private keepWarmTimer: NodeJS.Timeout | undefined;
+  private lastCallAt = 0;
 
   constructor(private readonly options: OpenAIClientOptions) {
     const url = new URL(options.baseUrl);
@@ -169,6 +173,7 @@ export class OpenAIClient {
 
   /** GET /models with a short timeout and no retries: is OpenAI there and is our key good? */
   async checkHealth(timeoutMs: number): Promise<UpstreamCheck> {
+    this.lastCallAt = performance.now();
     try {
       const { statusCode, body } = await this.pool.request({
         method: 'GET',
@@ -194,7 +199,35 @@ export class OpenAIClient {
     setTimeout(() => this.draining.abort(), withinMs).unref();
   }
 
+  /**
+   * Keeps a connection to OpenAI open so no mint pays a TLS handshake (100+ ms cold): every
+   * KEEP_WARM_MS with no call out, below the pool's 30 s keep-alive, it sends a request that
+   * carries no key (OpenAI answers 401: no quota, no usage). At boot the readiness check (GET
+   * /models with the key) opens the first connection; this keeps it.
+   */
+  keepWarm(): void {
+    this.keepWarmTimer ??= setInterval(() => {
+      if (performance.now() - this.lastCallAt >= KEEP_WARM_MS) void this.touch();
+    }, KEEP_WARM_MS).unref();
+  }
+
+  private async touch(): Promise<void> {
+    this.lastCallAt = performance.now();
+    try {
+      const { body } = await this.pool.request({
+        // GET: undici closes a connection after a HEAD (servers that send a body anyway).
+        method: 'GET',
+        path: `${this.pathPrefix}/models`,
+        signal: AbortSignal.timeout(Math.min(5_000, this.options.timeoutMs)),
+      });
+      await body.dump();
+    } catch {
+      // Nothing to do: the next call opens its own connection, as it would have anyway.
+    }
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.keepWarmTimer);
     await this.pool.close();
   }
 
@@ -251,6 +284,7 @@ export class OpenAIClient {
 
   private async attempt(operation: string, method: 'POST', path: string, body: string, timeoutMs: number) {
     const started = performance.now();
+    this.lastCallAt = started;
     const controller = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {

@@ -4,60 +4,71 @@ import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { MintedSecret, OpenAIClient } from '../openai/client.js';
 import { UpstreamError, upstreamAppError } from '../openai/upstream-error.js';
 import type { SecretPool } from './secret-pool.js';
-import { buildClientSecretRequest, buildInstructions, isDefaultChoice, type SessionChoice } from './session.js';
+import { buildClientSecretRequest, buildInstructions, choiceKey, resolveChoice, type SessionChoice } from './session.js';
 
 export interface MintOutcome {
   secret: MintedSecret;
   instructions: string;
   source: 'pool' | 'upstream';
-  /** Time spent waiting on OpenAI for this request (0 for a pool hit). */
+  /** Time spent waiting on OpenAI for this request (0 for a pool hit; else the wait for a refill or a mint). */
   upstreamMs: number;
 }
+
+/** A poolable configuration (no free-text instructions) with its persona and upstream body, built once. */
+export interface PreparedSession {
+  key: string;
+  choice: SessionChoice;
+  instructions: string;
+  body: string;
+}
+
+// Sessions kept prepared; past this many (a long tail of sports) the cache starts over.
+const PREPARED_LIMIT = 256;
 
 const isTransient = (error: unknown) => error instanceof UpstreamError && error.isTransient;
 
 /** Turns a session choice into a client secret: from the warm pool when it can, else from OpenAI. */
 export class SecretMinter {
-  private readonly defaultInstructions: string;
-  private readonly defaultBody: string;
-  private pool: SecretPool | undefined;
+  /** The default session: what the pool warms at boot. */
+  readonly defaultSession: PreparedSession;
+  private readonly prepared = new Map<string, PreparedSession>();
+  private pool: SecretPool<PreparedSession> | undefined;
 
   constructor(
     private readonly config: Config,
     private readonly client: OpenAIClient,
     private readonly breaker: CircuitBreaker,
   ) {
-    const defaults: SessionChoice = {
-      model: config.realtimeModel,
-      voice: config.realtimeVoice,
-      difficulty: 'easy',
-      sport: undefined,
-      instructions: undefined,
-    };
-    // The default session is most requests: build and serialize its body once.
-    this.defaultInstructions = buildInstructions(config, defaults);
-    this.defaultBody = JSON.stringify(buildClientSecretRequest(config, defaults, this.defaultInstructions));
+    this.defaultSession = this.prepare(resolveChoice(config, undefined));
   }
 
-  usePool(pool: SecretPool): void {
+  usePool(pool: SecretPool<PreparedSession>): void {
     this.pool = pool;
   }
 
-  /** A default-session secret straight from OpenAI (what the pool refills with). */
-  mintDefault(log: FastifyBaseLogger): Promise<MintedSecret> {
-    return this.callOpenAI(this.defaultBody, log);
+  /** A secret for a prepared session straight from OpenAI (what the pool refills with). */
+  mintPrepared(session: PreparedSession, log: FastifyBaseLogger): Promise<MintedSecret> {
+    return this.callOpenAI(session.body, log);
   }
 
   async mint(choice: SessionChoice, log: FastifyBaseLogger): Promise<MintOutcome> {
-    const isDefault = isDefaultChoice(this.config, choice);
-    if (isDefault && this.pool) {
-      const pooled = this.pool.take();
-      if (pooled) return { secret: pooled, instructions: this.defaultInstructions, source: 'pool', upstreamMs: 0 };
+    let instructions: string;
+    let body: string;
+    if (choice.instructions === undefined) {
+      const session = this.prepare(choice);
+      const pooled = this.pool?.take(session.key, session);
+      if (pooled) return { secret: pooled, instructions: session.instructions, source: 'pool', upstreamMs: 0 };
+      const started = performance.now();
+      const refill = await this.pool?.waitForRefill(session.key);
+      if (refill) {
+        return { secret: refill, instructions: session.instructions, source: 'pool', upstreamMs: performance.now() - started };
+      }
+      ({ instructions, body } = session);
+    } else {
+      // Free text: neither pooled nor cached.
+      instructions = buildInstructions(this.config, choice);
+      body = JSON.stringify(buildClientSecretRequest(this.config, choice, instructions));
     }
-    const instructions = isDefault ? this.defaultInstructions : buildInstructions(this.config, choice);
-    const body = isDefault
-      ? this.defaultBody
-      : JSON.stringify(buildClientSecretRequest(this.config, choice, instructions));
     const started = performance.now();
     try {
       const secret = await this.callOpenAI(body, log);
@@ -66,6 +77,19 @@ export class SecretMinter {
       if (error instanceof UpstreamError) throw upstreamAppError(error);
       throw error;
     }
+  }
+
+  private prepare(choice: SessionChoice): PreparedSession {
+    const key = choiceKey(choice);
+    let session = this.prepared.get(key);
+    if (!session) {
+      if (this.prepared.size >= PREPARED_LIMIT) this.prepared.clear();
+      const instructions = buildInstructions(this.config, choice);
+      const body = JSON.stringify(buildClientSecretRequest(this.config, choice, instructions));
+      session = { key, choice, instructions, body };
+      this.prepared.set(key, session);
+    }
+    return session;
   }
 
   private callOpenAI(body: string, log: FastifyBaseLogger): Promise<MintedSecret> {

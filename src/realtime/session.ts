@@ -79,15 +79,9 @@ export function resolveChoice(config: Config, body: TokenRequest | null | undefi
   };
 }
 
-/** Whether the choice is the default session, the only one a warm pool can serve. */
-export function isDefaultChoice(config: Config, choice: SessionChoice): boolean {
-  return (
-    choice.model === config.realtimeModel &&
-    choice.voice === config.realtimeVoice &&
-    choice.difficulty === 'easy' &&
-    choice.sport === undefined &&
-    choice.instructions === undefined
-  );
+/** What tells poolable choices (no free-text instructions) apart: `model|voice|difficulty|sport`. */
+export function choiceKey(choice: SessionChoice): string {
+  return `${choice.model}|${choice.voice}|${choice.difficulty}|${choice.sport ?? ''}`;
 }
 
 /** The persona Parker is given: the base text, the tone of the difficulty, then the client's additions. */

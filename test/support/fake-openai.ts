@@ -38,6 +38,13 @@ export class FakeOpenAI {
   modelsStatus = 200;
   /** Added before every answer, scripted or not. */
   latencyMs = 0;
+  /** Plus a uniform random [0, latencyJitterMs) on top of latencyMs: an upstream that varies (benchmark). */
+  latencyJitterMs = 0;
+  /** TCP connections accepted, and answers sent: show whether the service warmed one up before its first mint. */
+  connections = 0;
+  answered = 0;
+  /** Requests that have arrived (any path), counted before the latency: one in flight shows here at once. */
+  arrived = 0;
   private keepRequests = true;
   private readonly queue: Behaviour[] = [];
   private readonly sockets = new Set<Socket>();
@@ -53,7 +60,9 @@ export class FakeOpenAI {
   ) {}
 
   /** keepRequests: false for long benchmark runs (nothing is recorded, so memory stays flat). */
-  static async start(options: { latencyMs?: number; port?: number; keepRequests?: boolean; apiKey?: string } = {}): Promise<FakeOpenAI> {
+  static async start(
+    options: { latencyMs?: number; latencyJitterMs?: number; port?: number; keepRequests?: boolean; apiKey?: string } = {},
+  ): Promise<FakeOpenAI> {
     const server = createServer();
     server.keepAliveTimeout = 60_000;
     server.listen(options.port ?? 0, '127.0.0.1');
@@ -61,13 +70,17 @@ export class FakeOpenAI {
     const { port } = server.address() as AddressInfo;
     const fake = new FakeOpenAI(server, `http://127.0.0.1:${port}/v1`);
     fake.latencyMs = options.latencyMs ?? 0;
+    fake.latencyJitterMs = options.latencyJitterMs ?? 0;
     fake.keepRequests = options.keepRequests ?? true;
     fake.apiKey = options.apiKey ?? FAKE_API_KEY;
     server.on('connection', (socket) => {
       fake.sockets.add(socket);
+      fake.connections += 1;
       socket.on('close', () => fake.sockets.delete(socket));
     });
     server.on('request', (req, res) => {
+      fake.arrived += 1;
+      res.on('finish', () => (fake.answered += 1));
       fake.handle(req, res).catch((error: unknown) => {
         res.writeHead(500, { 'content-type': 'text/plain' });
         res.end(`fake OpenAI failed: ${String(error)}`);
@@ -103,7 +116,8 @@ export class FakeOpenAI {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+    const latency = this.latencyMs + Math.random() * this.latencyJitterMs;
+    if (latency > 0) await new Promise((r) => setTimeout(r, latency));
 
     if (req.headers.authorization !== `Bearer ${this.apiKey}`) {
       return this.json(res, 401, openaiError('Incorrect API key provided: sk-te***ij.', 'invalid_request_error', 'invalid_api_key'));
