@@ -43,6 +43,8 @@ describe('POST /v1/realtime/calls', () => {
     // the page's bearer went nowhere: OpenAI saw the server key (else the fake would have said 401)
     expect(request?.headers.authorization).toBe(`Bearer ${FAKE_API_KEY}`);
     expect(openai.fake.calls.has(callIdOf(response))).toBe(true);
+    // the Agents SDK reads the call id from Location: a page can only if CORS exposes it
+    expect(response.headers['access-control-expose-headers']).toMatch(/Location.*X-Call-Ends-At/);
 
     const started = t.logs.find('call started');
     expect(started).toHaveLength(1);
@@ -60,7 +62,7 @@ describe('POST /v1/realtime/calls', () => {
 
   it('relays a multipart/form-data body: parts sdp and options (the token route body)', async () => {
     const t = await app();
-    const options = { voice: 'marin', instructions: 'Mention the weather.', difficulty: 'expert' };
+    const options = { voice: 'marin', instructions: 'Mention the weather.', difficulty: 'expert' } as const;
     const response = await postMultipart(t.app, { sdp: SDP_OFFER, options: JSON.stringify(options) });
     expect(response.statusCode).toBe(201);
     const [request] = openai.fake.callRequests;
