@@ -288,6 +288,9 @@ const envSchema = z
       .optional()
       .transform((raw) => raw?.trim() || undefined),
     AUTH_AUDIENCE: listVar([]),
+    // Relayed calls (POST /v1/realtime/calls): OpenAI's own limit is 60 minutes a session.
+    MAX_CALL_SECONDS: intVar(1800, 10, 3600),
+    MAX_CONCURRENT_CALLS_PER_CLIENT: intVar(2, 1, 1000),
   })
   .superRefine((env, ctx) => {
     if (env.AUTH_JWKS_URL && env.AUTH_JWT_SECRET) {
@@ -364,6 +367,8 @@ export interface Config {
   readonly authAudience: readonly string[];
   /** Whether minting routes require a bearer JWT (AUTH_JWKS_URL or AUTH_JWT_SECRET set). */
   readonly authEnabled: boolean;
+  readonly maxCallSeconds: number;
+  readonly maxConcurrentCallsPerClient: number;
 }
 
 export class ConfigError extends Error {
@@ -432,5 +437,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     authIssuer: e.AUTH_ISSUER,
     authAudience: Object.freeze(e.AUTH_AUDIENCE),
     authEnabled: e.AUTH_JWKS_URL !== undefined || e.AUTH_JWT_SECRET !== undefined,
+    maxCallSeconds: e.MAX_CALL_SECONDS,
+    maxConcurrentCallsPerClient: e.MAX_CONCURRENT_CALLS_PER_CLIENT,
   });
 }

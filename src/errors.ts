@@ -13,6 +13,8 @@ export type RefusalReason =
   | 'rate_limit'
   | 'quota'
   | 'budget'
+  /** Too many relayed calls at once for one client. */
+  | 'concurrency'
   | 'validation'
   | 'bad_request'
   | 'not_found'
