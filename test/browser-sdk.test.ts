@@ -1,0 +1,178 @@
+import type { Server } from 'node:http';
+import type { OpenAIRealtimeWebRTC } from '@openai/agents-realtime';
+import type { FastifyInstance } from 'fastify';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+import { answerAsOpenAI, sdkSite, type AgentsRealtimeGlobal, type OpenAISide } from './support/agents-sdk.js';
+import { LogCapture, testEnv } from './support/app.js';
+import { CHROMIUM, CHROMIUM_ARGS, hasChromium } from './support/browser.js';
+import { FakeOpenAI } from './support/fake-openai.js';
+
+if (!hasChromium) {
+  if (process.env.CI === 'true') throw new Error(`Chromium is required under CI=true (${CHROMIUM}; .ci/run installs it)`);
+  console.warn(`Chromium not found at ${CHROMIUM}: skipping the Agents SDK browser tests (apt-get install chromium)`);
+}
+
+const OPENAI_CALLS_URL = 'https://api.openai.com/v1/realtime/calls';
+const ACK_TIMEOUT_WARNING = 'Timed out waiting for session.updated ack';
+
+type SdkPage = AgentsRealtimeGlobal & { openaiSide: OpenAISide; sdkSession: { close(): void } };
+
+/** Every request the page made (fetches, the bundle, the document), and its console's warnings and errors. */
+function watch(page: Page): { urls: string[]; console: string[] } {
+  const seen = { urls: [] as string[], console: [] as string[] };
+  page.on('request', (request) => seen.urls.push(request.url()));
+  page.on('console', (message) => {
+    if (message.type() === 'warning' || message.type() === 'error') seen.console.push(message.text());
+  });
+  return seen;
+}
+
+describe.skipIf(!hasChromium)('the official @openai/agents-realtime client in a real browser', () => {
+  let fake: FakeOpenAI;
+  let site: { server: Server; origin: string };
+  let browser: Browser;
+  let service: { app: FastifyInstance; url: string };
+  const logs = new LogCapture();
+
+  beforeAll(async () => {
+    fake = await FakeOpenAI.start();
+    site = await sdkSite();
+    const config = loadConfig(testEnv(fake.baseUrl, { ALLOWED_ORIGINS: JSON.stringify([site.origin]) }));
+    const app = await buildApp(config, { logger: createLogger(config, logs) });
+    service = { app, url: await app.listen({ port: 0, host: '127.0.0.1' }) };
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await service?.app.close();
+    site?.server.close();
+    await fake?.close();
+  });
+
+  it("RealtimeSession (WebRTC) connects with the service's ek_ secret, fetched by an async apiKey", async () => {
+    const page = await browser.newPage();
+    const seen = watch(page);
+    type Minted = { client_secret: string; session_id: string };
+    const minted: Minted[] = [];
+    page.on('response', async (response) => {
+      if (response.url() === `${service.url}/v1/realtime/token` && response.request().method() === 'POST') minted.push((await response.json()) as Minted);
+    });
+    const calls: { authorization?: string; sdk?: string; contentType?: string; offer: string }[] = [];
+    const blocked: string[] = [];
+    // Intercepting anything makes Playwright answer every CORS preflight itself, so the route is
+    // armed only once the secret is fetched: the token request's preflight reaches the real service.
+    await page.exposeFunction('armOpenAI', async () => {
+      await page.route('**/*', async (route) => {
+        const request = route.request();
+        if (request.url() === OPENAI_CALLS_URL && request.method() === 'POST') {
+          const headers = await request.allHeaders();
+          const offer = request.postData() ?? '';
+          calls.push({ authorization: headers.authorization, sdk: headers['x-openai-agents-sdk'], contentType: headers['content-type'], offer });
+          const answer = await page.evaluate(answerAsOpenAI, offer);
+          await route.fulfill({
+            status: 201,
+            headers: { location: '/v1/realtime/calls/rtc_page_1', 'access-control-allow-origin': site.origin, 'access-control-expose-headers': 'Location' },
+            contentType: 'application/sdp',
+            body: answer,
+          });
+          return;
+        }
+        if (request.url().startsWith(`${site.origin}/`) || request.url().startsWith(`${service.url}/`)) return route.continue();
+        // The machine has no outside network, and the SDK must not need one: refuse and remember.
+        blocked.push(request.url());
+        return route.abort();
+      });
+    });
+    await page.goto(site.origin);
+
+    const outcome = await page.evaluate(
+      async (tokenUrl) => {
+        const { RealtimeAgent, RealtimeSession } = (globalThis as unknown as SdkPage).AgentsRealtime;
+        const agent = new RealtimeAgent({ name: 'Parker', instructions: 'Commentate.' });
+        // In a browser the SDK refuses a key that is not ephemeral before it touches the network.
+        let refusal = '';
+        try {
+          await new RealtimeSession(agent).connect({ apiKey: 'sk-not-ephemeral' });
+        } catch (error) {
+          refusal = (error as Error).message;
+        }
+
+        const session = new RealtimeSession(agent);
+        (globalThis as unknown as SdkPage).sdkSession = session;
+        // Our own listener on the SDK's data channel, added as soon as the channel exists and so
+        // before the SDK's ack listener: it sees the ack before connect() can resolve on it.
+        const order: string[] = [];
+        const transport = session.transport as OpenAIRealtimeWebRTC;
+        transport.on('connection_change', (status) => {
+          if (status !== 'connecting') return;
+          transport.connectionState.dataChannel?.addEventListener('message', ({ data }) => {
+            const type = (JSON.parse(String(data)) as { type: string }).type;
+            if (type === 'session.updated') order.push('session.updated arrived');
+          });
+        });
+        await session.connect({
+          apiKey: async () => {
+            const response = await fetch(tokenUrl, {
+              method: 'POST',
+              headers: { 'Content-Type': 'application/json' },
+              body: JSON.stringify({ difficulty: 'savage', sport: 'nba' }),
+            });
+            const body = (await response.json()) as { client_secret: string };
+            await (globalThis as unknown as { armOpenAI: () => Promise<void> }).armOpenAI();
+            return body.client_secret;
+          },
+        });
+        order.push('connect resolved');
+        const side = (globalThis as unknown as SdkPage).openaiSide;
+        return {
+          refusal,
+          order,
+          status: transport.status,
+          callId: transport.callId,
+          channel: transport.connectionState.dataChannel?.readyState,
+          channelLabel: transport.connectionState.dataChannel?.label,
+          openaiReceived: side.received,
+          openaiSent: side.sent,
+        };
+      },
+      `${service.url}/v1/realtime/token`,
+    );
+
+    expect(outcome.refusal).toContain('requires an ephemeral client key');
+    // connect() resolved on OpenAI's ack, not on the SDK's 5 s fallback: the ack came first, and
+    // the fallback's warning never showed.
+    expect(outcome.order).toEqual(['session.updated arrived', 'connect resolved']);
+    expect(outcome.openaiReceived[0]).toBe('session.update');
+    expect(outcome.openaiSent).toEqual(['session.updated']);
+    expect(seen.console.filter((text) => text.includes(ACK_TIMEOUT_WARNING))).toEqual([]);
+    expect(outcome).toMatchObject({ status: 'connected', channel: 'open', channelLabel: 'oai-events', callId: 'rtc_page_1' });
+
+    // The offer reached "OpenAI" with the exact secret the service handed out, as is.
+    expect(minted).toHaveLength(1);
+    const secret = minted[0]?.client_secret ?? '';
+    expect(secret).toMatch(/^ek_fake/);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]).toMatchObject({ authorization: `Bearer ${secret}`, contentType: 'application/sdp' });
+    expect(calls[0]?.sdk).toMatch(/^openai-agents-sdk\.0\.20\./);
+    expect(calls[0]?.offer).toContain('m=application');
+
+    // The token request's CORS preflight was the service's to answer, not Playwright's.
+    expect(logs.find('request completed')).toContainEqual(expect.objectContaining({ method: 'OPTIONS', url: '/v1/realtime/token', status: 204 }));
+    const audit = logs.find('client secret minted');
+    expect(audit).toHaveLength(1);
+    expect(audit[0]).toMatchObject({ audit: 'client_secret_minted', origin: site.origin, difficulty: 'savage', session_id: minted[0]?.session_id });
+
+    // Nothing but the page, the service and the intercepted calls URL: no CDN, no other OpenAI URL.
+    expect(blocked).toEqual([]);
+    const elsewhere = seen.urls.filter((url) => !url.startsWith(`${site.origin}/`) && !url.startsWith(`${service.url}/`) && url !== OPENAI_CALLS_URL);
+    expect(elsewhere).toEqual([]);
+
+    await page.evaluate(() => (globalThis as unknown as SdkPage).sdkSession.close());
+    await page.close();
+  });
+});
