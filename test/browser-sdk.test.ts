@@ -57,10 +57,11 @@ describe.skipIf(!hasChromium)('the official @openai/agents-realtime client in a 
   it("RealtimeSession (WebRTC) connects with the service's ek_ secret, fetched by an async apiKey", async () => {
     const page = await browser.newPage();
     const seen = watch(page);
-    type Minted = { client_secret: string; session_id: string };
-    const minted: Minted[] = [];
-    page.on('response', async (response) => {
-      if (response.url() === `${service.url}/v1/realtime/token` && response.request().method() === 'POST') minted.push((await response.json()) as Minted);
+    // What the service answered the page's token request.
+    type TokenAnswer = { client_secret: string; session_id: string };
+    const tokenAnswers: Promise<TokenAnswer>[] = [];
+    page.on('response', (response) => {
+      if (response.url() === `${service.url}/v1/realtime/token` && response.request().method() === 'POST') tokenAnswers.push(response.json() as Promise<TokenAnswer>);
     });
     const calls: { authorization?: string; sdk?: string; contentType?: string; offer: string }[] = [];
     const blocked: string[] = [];
@@ -153,6 +154,7 @@ describe.skipIf(!hasChromium)('the official @openai/agents-realtime client in a 
     expect(outcome).toMatchObject({ status: 'connected', channel: 'open', channelLabel: 'oai-events', callId: 'rtc_page_1' });
 
     // The offer reached "OpenAI" with the exact secret the service handed out, as is.
+    const minted = await Promise.all(tokenAnswers);
     expect(minted).toHaveLength(1);
     const secret = minted[0]?.client_secret ?? '';
     expect(secret).toMatch(/^ek_fake/);
