@@ -15,13 +15,23 @@ import { rateLimiting } from './plugins/rate-limit.js';
 import { createRedis, failoverStore, localStore, RateLimitStoreState } from './plugins/rate-limit-store.js';
 import { requestContext, requestIdFor } from './plugins/request-context.js';
 import { security } from './plugins/security.js';
+import { CallManager } from './realtime/calls.js';
+import { MemoryCallStore, RedisCallStore } from './realtime/calls-store.js';
 import { SecretMinter } from './realtime/minter.js';
 import { SecretPool } from './realtime/secret-pool.js';
+import { callsRoutes } from './routes/calls.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { rootRoutes } from './routes/root.js';
 import { tokenRoutes } from './routes/token.js';
 import { VERSION } from './version.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Relayed calls and their deadlines (tests drive the deadline loop through it). */
+    calls: CallManager;
+  }
+}
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
@@ -82,6 +92,20 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   );
   const redis = config.redisUrl ? await createRedis(config.redisUrl) : undefined;
   const storeState = new RateLimitStoreState(redis !== undefined, logger);
+  // Relayed calls: deadlines shared in Redis when there is one (any replica hangs up what is due).
+  const calls = new CallManager({
+    config,
+    client,
+    breaker,
+    shared: redis ? new RedisCallStore(redis) : undefined,
+    local: new MemoryCallStore(),
+    log: logger.child({ component: 'calls' }),
+    now,
+    random: deps.random ?? Math.random,
+    onEnded: (reason) => metrics.callsEnded.inc({ reason }),
+    onHangupFailure: () => metrics.hangupFailures.inc(),
+  });
+  metrics.watchCalls(() => calls.activeCount());
   metrics.watch({
     breakerState: () => breaker.state,
     rateLimitStore: () => storeState.mode,
@@ -153,15 +177,20 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(rootRoutes, { version: VERSION, metricsEnabled: config.metricsEnabled, pool });
   await app.register(healthRoutes, { version: VERSION, upstreamHealth, breaker, rateLimitStore: storeState, pool });
   await app.register(tokenRoutes, { config, minter, metrics });
+  await app.register(callsRoutes, { config, calls, metrics });
+  app.decorate('calls', calls);
   if (config.metricsEnabled) await app.register(metricsRoutes, { metrics });
 
   app.addHook('onReady', async () => {
     // Not awaited: the service answers (on in-process limits) while Redis connects.
     redis?.connect().catch(() => undefined);
     pool?.start();
+    calls.watch();
   });
   app.addHook('onClose', async () => {
     pool?.close();
+    // Before the client closes: hangups in flight finish; deadlines in Redis stay for the others.
+    await calls.close();
     await upstreamHealth.settled();
     await client.close();
     if (redis) await redis.quit().catch(() => redis.disconnect());

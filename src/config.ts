@@ -234,6 +234,9 @@ const envSchema = z
     TOKEN_POOL_MIN_REMAINING_SECONDS: intVar(120, 5, 7000),
     TOKEN_POOL_REFILL_PER_SECOND: numberVar(2, 0.01, 100),
     SHUTDOWN_TIMEOUT_MS: intVar(10_000, 100, 120_000),
+    // Relayed calls (POST /v1/realtime/calls): OpenAI's own limit is 60 minutes a session.
+    MAX_CALL_SECONDS: intVar(1800, 10, 3600),
+    MAX_CONCURRENT_CALLS_PER_CLIENT: intVar(2, 1, 1000),
   })
   .superRefine((env, ctx) => {
     if (Array.isArray(env.ALLOWED_MODELS) && !env.ALLOWED_MODELS.includes(env.REALTIME_MODEL)) {
@@ -293,6 +296,8 @@ export interface Config {
   readonly tokenPoolMinRemainingSeconds: number;
   readonly tokenPoolRefillPerSecond: number;
   readonly shutdownTimeoutMs: number;
+  readonly maxCallSeconds: number;
+  readonly maxConcurrentCallsPerClient: number;
 }
 
 export class ConfigError extends Error {
@@ -346,5 +351,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokenPoolMinRemainingSeconds: e.TOKEN_POOL_MIN_REMAINING_SECONDS,
     tokenPoolRefillPerSecond: e.TOKEN_POOL_REFILL_PER_SECOND,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    maxCallSeconds: e.MAX_CALL_SECONDS,
+    maxConcurrentCallsPerClient: e.MAX_CONCURRENT_CALLS_PER_CLIENT,
   });
 }

@@ -8,6 +8,8 @@ import { z } from 'zod';
 export type RefusalReason =
   | 'origin'
   | 'rate_limit'
+  /** Too many relayed calls at once for one client. */
+  | 'concurrency'
   | 'validation'
   | 'bad_request'
   | 'not_found'

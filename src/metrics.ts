@@ -32,6 +32,42 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
+  readonly callStarts = new Counter({
+    name: 'realtime_calls_started_total',
+    help: 'Relayed calls (POST /v1/realtime/calls) that reached OpenAI, by model and outcome (started, failed).',
+    labelNames: ['model', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly callsEnded = new Counter({
+    name: 'realtime_calls_ended_total',
+    help: 'Relayed calls ended, by reason: client (DELETE), deadline (MAX_CALL_SECONDS), error (hangup given up).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly hangupFailures = new Counter({
+    name: 'realtime_call_hangup_failures_total',
+    help: 'Hangups of relayed calls that failed after their retries (each is tried again later).',
+    registers: [this.registry],
+  });
+
+  countCallStart(model: string, outcome: 'started' | 'failed'): void {
+    this.callStarts.inc({ model, outcome });
+  }
+
+  /** Active relayed calls, read at scrape time (from Redis when shared: the same on every replica). */
+  watchCalls(activeCount: () => Promise<number>): void {
+    new Gauge({
+      name: 'realtime_calls_active',
+      help: 'Relayed calls not yet ended (across replicas when REDIS_URL is set).',
+      registers: [this.registry],
+      async collect() {
+        this.set(await activeCount());
+      },
+    });
+  }
+
   // Label children looked up once per label set, not hashed again on every request.
   private readonly mintChildren = new Map<string, Counter.Internal>();
   private readonly upstreamChildren = new Map<string, Histogram.Internal<'operation' | 'outcome'>>();

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { FastifyBaseLogger } from 'fastify';
 import { scrubSecrets } from './sanitize.js';
@@ -23,6 +24,13 @@ export interface OpenAIClientOptions {
   onAttempt?: (operation: string, outcome: string, seconds: number) => void;
 }
 
+/** A relayed call as OpenAI created it. */
+export interface CreatedCall {
+  callId: string;
+  /** The SDP answer for the browser. */
+  answerSdp: string;
+}
+
 export interface CallContext {
   log: FastifyBaseLogger;
 }
@@ -30,9 +38,11 @@ export interface CallContext {
 const RETRYABLE_STATUS = new Set([408, 409, 429]);
 const MAX_BODY_BYTES = 1 << 20;
 
-interface AttemptFailure {
+export interface AttemptFailure {
   kind: UpstreamFailureKind;
   retryable: boolean;
+  /** False only when the request certainly never reached OpenAI (connection refused, connect timeout). */
+  sent: boolean;
   message: string;
   status?: number;
   retryAfterMs?: number;
@@ -81,18 +91,65 @@ function openaiErrorText(body: string): string {
   return body;
 }
 
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
 function classifyNetworkError(error: unknown, timedOut: boolean): AttemptFailure {
-  if (timedOut) return { kind: 'timeout', retryable: true, message: 'attempt timed out' };
+  if (timedOut) return { kind: 'timeout', retryable: true, sent: true, message: 'attempt timed out' };
   const code = (error as { code?: string }).code ?? '';
+  if (error instanceof undiciErrors.ConnectTimeoutError) {
+    return { kind: 'timeout', retryable: true, sent: false, message: `connect timed out (${code})` };
+  }
   if (
     error instanceof undiciErrors.HeadersTimeoutError ||
     error instanceof undiciErrors.BodyTimeoutError ||
-    error instanceof undiciErrors.ConnectTimeoutError ||
     code === 'ETIMEDOUT'
   ) {
-    return { kind: 'timeout', retryable: true, message: `timed out (${code})` };
+    return { kind: 'timeout', retryable: true, sent: true, message: `timed out (${code})` };
   }
-  return { kind: 'unreachable', retryable: true, message: `network error (${code || (error as Error).name})` };
+  return {
+    kind: 'unreachable',
+    retryable: true,
+    sent: !NOT_SENT_CODES.has(code),
+    message: `network error (${code || (error as Error).name})`,
+  };
+}
+
+/** One request to OpenAI, as `call()` makes it (with its retries). */
+interface UpstreamRequest {
+  /** Label of the latency histogram. */
+  operation: string;
+  path: string;
+  body?: string | Buffer;
+  contentType?: string;
+  /** Statuses that are an answer, not a failure (a hangup's 404: already over). */
+  acceptStatus?: readonly number[];
+  /** Whether a failed attempt may be made again; default: whenever the failure is transient. */
+  mayRetry?: (failure: AttemptFailure) => boolean;
+}
+
+interface UpstreamAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}
+
+/**
+ * A second attempt at creating a call must not create a second call: retry only when the first
+ * attempt never reached OpenAI, or when OpenAI said 429 (it created nothing).
+ */
+const retryWithoutDuplicates = (failure: AttemptFailure) => failure.status === 429 || !failure.sent;
+
+const SDP_ANSWER = /^v=0/;
+
+/** A multipart/form-data body of text parts, each with its own content type. */
+function multipartBody(parts: { name: string; contentType: string; value: string }[]) {
+  const boundary = `parker-${randomUUID()}`;
+  const chunks = parts.map(
+    (part) =>
+      `--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"\r\n` +
+      `Content-Type: ${part.contentType}\r\n\r\n${part.value}\r\n`,
+  );
+  return { body: Buffer.from(`${chunks.join('')}--${boundary}--\r\n`), contentType: `multipart/form-data; boundary=${boundary}` };
 }
 
 /** The body as text, refusing more than MAX_BODY_BYTES (a sane OpenAI answer is a few KiB). */
@@ -151,8 +208,37 @@ export class OpenAIClient {
 
   /** POST /realtime/client_secrets with a pre-serialized body. */
   async createClientSecret(body: string, ctx: CallContext): Promise<MintedSecret> {
-    const text = await this.call('client_secrets', 'POST', '/realtime/client_secrets', body, ctx);
-    return parseMintAnswer(text);
+    const answer = await this.call(
+      { operation: 'client_secrets', path: '/realtime/client_secrets', body, contentType: 'application/json' },
+      ctx,
+    );
+    return parseMintAnswer(answer.text);
+  }
+
+  /** POST /realtime/calls: OpenAI answers the browser's SDP offer and names the call (Location). */
+  async createCall(sdp: string, session: object, ctx: CallContext): Promise<CreatedCall> {
+    const { body, contentType } = multipartBody([
+      { name: 'sdp', contentType: 'application/sdp', value: sdp },
+      { name: 'session', contentType: 'application/json', value: JSON.stringify(session) },
+    ]);
+    const answer = await this.call(
+      { operation: 'calls', path: '/realtime/calls', body, contentType, mayRetry: retryWithoutDuplicates },
+      ctx,
+    );
+    const callId = header(answer.headers, 'location')?.split('/').pop();
+    if (!callId || !SDP_ANSWER.test(answer.text)) {
+      throw new UpstreamError('unusable', 'OpenAI answered 2xx without a Location or an SDP answer', { attempts: 1 });
+    }
+    return { callId, answerSdp: answer.text };
+  }
+
+  /** POST /realtime/calls/{id}/hangup, retried (it is idempotent). 'already_over': OpenAI knows no such live call. */
+  async hangup(callId: string, ctx: CallContext): Promise<'ended' | 'already_over'> {
+    const answer = await this.call(
+      { operation: 'hangup', path: `/realtime/calls/${encodeURIComponent(callId)}/hangup`, acceptStatus: [404] },
+      ctx,
+    );
+    return answer.status === 404 ? 'already_over' : 'ended';
   }
 
   /** GET /models with a short timeout and no retries: is OpenAI there and is our key good? */
@@ -175,7 +261,7 @@ export class OpenAIClient {
     await this.pool.close();
   }
 
-  private async call(operation: string, method: 'POST', path: string, body: string, ctx: CallContext): Promise<string> {
+  private async call(request: UpstreamRequest, ctx: CallContext): Promise<UpstreamAnswer> {
     // Deadlines on the monotonic clock: a wall-clock jump must not cut or stretch a call.
     const deadline = performance.now() + this.deadlineMs;
     const attempts = this.options.maxRetries + 1;
@@ -194,7 +280,7 @@ export class OpenAIClient {
       }
       const remaining = deadline - performance.now();
       try {
-        return await this.attempt(operation, method, path, body, Math.min(this.options.timeoutMs, remaining));
+        return await this.attempt(request, Math.min(this.options.timeoutMs, remaining));
       } catch (error) {
         if (!(error instanceof AttemptError)) throw error;
         last = error.failure;
@@ -208,7 +294,8 @@ export class OpenAIClient {
           },
           'OpenAI call failed',
         );
-        if (!last.retryable) throw this.failure(last, attempt + 1);
+        const mayRetry = last.retryable && (request.mayRetry?.(last) ?? true);
+        if (!mayRetry) throw this.failure(last, attempt + 1);
       }
     }
     throw this.failure(last as AttemptFailure, attempts);
@@ -224,7 +311,7 @@ export class OpenAIClient {
     });
   }
 
-  private async attempt(operation: string, method: 'POST', path: string, body: string, timeoutMs: number) {
+  private async attempt(request: UpstreamRequest, timeoutMs: number): Promise<UpstreamAnswer> {
     const started = performance.now();
     const controller = new AbortController();
     let timedOut = false;
@@ -233,24 +320,29 @@ export class OpenAIClient {
       controller.abort();
     }, timeoutMs);
     const observe = (outcome: string) =>
-      this.options.onAttempt?.(operation, outcome, (performance.now() - started) / 1000);
+      this.options.onAttempt?.(request.operation, outcome, (performance.now() - started) / 1000);
     try {
       const response = await this.pool.request({
-        method,
-        path: `${this.pathPrefix}${path}`,
-        headers: { authorization: this.authorization, 'content-type': 'application/json' },
-        body,
+        method: 'POST',
+        path: `${this.pathPrefix}${request.path}`,
+        headers: request.contentType
+          ? { authorization: this.authorization, 'content-type': request.contentType }
+          : { authorization: this.authorization },
+        body: request.body,
         signal: controller.signal,
       });
       const text = await readCapped(response.body, header(response.headers, 'content-length'));
       const status = response.statusCode;
       observe(String(status));
-      if (status >= 200 && status < 300) return text;
+      if ((status >= 200 && status < 300) || request.acceptStatus?.includes(status)) {
+        return { status, headers: response.headers, text };
+      }
       const openaiRequestId = header(response.headers, 'x-request-id');
       const retryable = RETRYABLE_STATUS.has(status) || status >= 500;
       throw new AttemptError({
         kind: retryable ? 'overloaded' : 'refused',
         retryable,
+        sent: true,
         status,
         message: `HTTP ${status}: ${openaiErrorText(text)}`,
         retryAfterMs: retryAfterMs(response.headers, Date.now()),

@@ -4,7 +4,7 @@ import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { MintedSecret, OpenAIClient } from '../openai/client.js';
 import { UpstreamError, upstreamAppError } from '../openai/upstream-error.js';
 import type { SecretPool } from './secret-pool.js';
-import { buildClientSecretRequest, buildInstructions, isDefaultChoice, type SessionChoice } from './session.js';
+import { buildClientSecretRequest, buildInstructions, isDefaultChoice, resolveChoice, type SessionChoice } from './session.js';
 
 export interface MintOutcome {
   secret: MintedSecret;
@@ -27,13 +27,7 @@ export class SecretMinter {
     private readonly client: OpenAIClient,
     private readonly breaker: CircuitBreaker,
   ) {
-    const defaults: SessionChoice = {
-      model: config.realtimeModel,
-      voice: config.realtimeVoice,
-      difficulty: 'easy',
-      sport: undefined,
-      instructions: undefined,
-    };
+    const defaults = resolveChoice(config, undefined);
     // The default session is most requests: build and serialize its body once.
     this.defaultInstructions = buildInstructions(config, defaults);
     this.defaultBody = JSON.stringify(buildClientSecretRequest(config, defaults, this.defaultInstructions));

@@ -19,38 +19,42 @@ const TONES: Record<Difficulty, string> = {
 // A short label such as "nba" or "premier league": letters, digits, spaces and a few joiners.
 const SPORT_LABEL = /^[\p{L}\p{N}][\p{L}\p{N} .&'/-]*$/u;
 
-/** The body of POST /v1/realtime/token; the allow-lists and limits come from the config. */
-export function tokenRequestSchema(config: Config) {
+/** The choices a caller may make (the token route's body, the calls route's query and `options` part). */
+export function sessionChoiceFields(config: Config) {
   const models = config.allowedModels as [string, ...string[]];
   const voices = config.allowedVoices as [string, ...string[]];
-  return z
-    .strictObject({
-      model: z
-        .enum(models)
-        .optional()
-        .describe(`Realtime model. Default: ${config.realtimeModel}.`),
-      voice: z
-        .enum(voices)
-        .optional()
-        .describe(`Voice of the answers. Default: ${config.realtimeVoice}.`),
-      instructions: z
-        .string()
-        .max(config.maxInstructionsChars)
-        .optional()
-        .describe('Extra instructions, added to the Parker persona.'),
-      difficulty: z
-        .enum(DIFFICULTIES)
-        .optional()
-        .describe('Parker’s tone: easy (encouraging), savage (brutally honest), expert (analytical). Default: easy.'),
-      sport: z
-        .string()
-        .trim()
-        .min(1)
-        .max(40)
-        .regex(SPORT_LABEL, { error: 'must be a short label of letters, digits and spaces' })
-        .optional()
-        .describe('Short label of the sport being watched, e.g. "nba"; added to the persona.'),
-    })
+  return z.strictObject({
+    model: z
+      .enum(models)
+      .optional()
+      .describe(`Realtime model. Default: ${config.realtimeModel}.`),
+    voice: z
+      .enum(voices)
+      .optional()
+      .describe(`Voice of the answers. Default: ${config.realtimeVoice}.`),
+    instructions: z
+      .string()
+      .max(config.maxInstructionsChars)
+      .optional()
+      .describe('Extra instructions, added to the Parker persona.'),
+    difficulty: z
+      .enum(DIFFICULTIES)
+      .optional()
+      .describe('Parker’s tone: easy (encouraging), savage (brutally honest), expert (analytical). Default: easy.'),
+    sport: z
+      .string()
+      .trim()
+      .min(1)
+      .max(40)
+      .regex(SPORT_LABEL, { error: 'must be a short label of letters, digits and spaces' })
+      .optional()
+      .describe('Short label of the sport being watched, e.g. "nba"; added to the persona.'),
+  });
+}
+
+/** The body of POST /v1/realtime/token; the allow-lists and limits come from the config. */
+export function tokenRequestSchema(config: Config) {
+  return sessionChoiceFields(config)
     .nullish()
     .describe('Every field is optional; an empty object or no body at all means all defaults.')
     .meta({ examples: [{ model: 'gpt-realtime', voice: 'verse', difficulty: 'savage', sport: 'nba' }] });
@@ -96,33 +100,43 @@ export function buildInstructions(config: Config, choice: SessionChoice): string
   return parts.join('\n\n');
 }
 
-/** The body of POST /realtime/client_secrets (GA shape; validated in tests against OpenAI's schema). */
-export function buildClientSecretRequest(config: Config, choice: SessionChoice, instructions: string) {
+/**
+ * OpenAI's session object for a choice: the one builder behind client secrets, relayed calls and the
+ * warm pool (validated in tests against OpenAI's schema, as both requests that carry it).
+ */
+export function buildSession(config: Config, choice: SessionChoice, instructions: string) {
   const pcm = { type: 'audio/pcm', rate: 24000 } as const;
   return {
-    expires_after: { anchor: 'created_at', seconds: config.tokenTtlSeconds },
-    session: {
-      type: 'realtime',
-      model: choice.model,
-      instructions,
-      output_modalities: ['audio'],
-      audio: {
-        input: {
-          format: pcm,
-          transcription: { model: 'whisper-1' },
-          turn_detection: {
-            type: 'server_vad',
-            threshold: 0.5,
-            prefix_padding_ms: 300,
-            silence_duration_ms: 500,
-          },
+    type: 'realtime',
+    model: choice.model,
+    instructions,
+    output_modalities: ['audio'],
+    audio: {
+      input: {
+        format: pcm,
+        transcription: { model: 'whisper-1' },
+        turn_detection: {
+          type: 'server_vad',
+          threshold: 0.5,
+          prefix_padding_ms: 300,
+          silence_duration_ms: 500,
         },
-        output: { format: pcm, voice: choice.voice, speed: config.defaultSpeed },
       },
-      tools: [],
-      tool_choice: 'auto',
-      max_output_tokens: config.defaultMaxTokens,
+      output: { format: pcm, voice: choice.voice, speed: config.defaultSpeed },
     },
+    tools: [],
+    tool_choice: 'auto',
+    max_output_tokens: config.defaultMaxTokens,
+  };
+}
+
+export type RealtimeSession = ReturnType<typeof buildSession>;
+
+/** The body of POST /realtime/client_secrets (GA shape). */
+export function buildClientSecretRequest(config: Config, choice: SessionChoice, instructions: string) {
+  return {
+    expires_after: { anchor: 'created_at', seconds: config.tokenTtlSeconds },
+    session: buildSession(config, choice, instructions),
   };
 }
 

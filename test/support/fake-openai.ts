@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { validateClientSecretRequest } from './openai-schema.js';
+import { validateCallCreateRequest, validateClientSecretRequest } from './openai-schema.js';
 
 /** What the fake does with the next POST /realtime/client_secrets. */
 export type Behaviour =
@@ -25,6 +25,50 @@ export interface RecordedRequest {
   at: number;
 }
 
+/** A call the fake created (POST /v1/realtime/calls). */
+export interface FakeCall {
+  callId: string;
+  sdp: string;
+  session: unknown;
+  /** Date.now() when created. */
+  createdAt: number;
+  /** Date.now() of the first successful hangup. */
+  hungUpAt?: number;
+}
+
+/** Every POST /v1/realtime/calls/{id}/hangup that reached the fake (404s and scripted failures included). */
+export interface RecordedHangup {
+  callId: string;
+  /** Date.now() on arrival. */
+  at: number;
+  status: number;
+}
+
+/** A syntactically valid SDP answer (audio + data channel), for tests that do not run a real peer. */
+export const CANNED_SDP_ANSWER = [
+  'v=0',
+  'o=- 4227147428 1719357865 IN IP4 127.0.0.1',
+  's=-',
+  't=0 0',
+  'a=group:BUNDLE 0 1',
+  'a=msid-semantic:WMS *',
+  'm=audio 9 UDP/TLS/RTP/SAVPF 111',
+  'c=IN IP4 0.0.0.0',
+  'a=mid:0',
+  'a=ice-ufrag:fake',
+  'a=ice-pwd:fakefakefakefakefakefake',
+  'a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF',
+  'a=setup:active',
+  'a=sendrecv',
+  'a=rtcp-mux',
+  'a=rtpmap:111 opus/48000/2',
+  'm=application 9 UDP/DTLS/SCTP webrtc-datachannel',
+  'c=IN IP4 0.0.0.0',
+  'a=mid:1',
+  'a=sctp-port:5000',
+  '',
+].join('\r\n');
+
 export const FAKE_API_KEY = 'sk-test-fake-0123456789abcdefghij';
 
 function openaiError(message: string, type: string, code: string | null) {
@@ -44,6 +88,17 @@ export class FakeOpenAI {
   private readonly hanging = new Set<ServerResponse>();
   private readonly waiters: { count: number; resolve: () => void }[] = [];
   private minted = 0;
+  /** Calls created, by id. */
+  readonly calls = new Map<string, FakeCall>();
+  readonly hangups: RecordedHangup[] = [];
+  /**
+   * Answers a call's SDP offer. Default: a canned answer. A browser test can answer with a real
+   * RTCPeerConnection instead (e.g. in Chromium through playwright), so the connect completes.
+   */
+  answerSdp: (offer: string) => Promise<string> = async () => CANNED_SDP_ANSWER;
+  private readonly callQueue: Behaviour[] = [];
+  private readonly hangupQueue: Behaviour[] = [];
+  private callCount = 0;
 
   private constructor(
     private readonly server: Server,
@@ -76,6 +131,20 @@ export class FakeOpenAI {
   /** Behaviours for the next mint calls, in order; after them every call succeeds. */
   script(...behaviours: Behaviour[]): void {
     this.queue.push(...behaviours);
+  }
+
+  /** Behaviours for the next POST /v1/realtime/calls, in order ('ok', 'status', 'hang', 'reset', ...). */
+  scriptCalls(...behaviours: Behaviour[]): void {
+    this.callQueue.push(...behaviours);
+  }
+
+  /** Behaviours for the next hangups, in order ('status' to fail, 'hang', 'reset'); then each succeeds. */
+  scriptHangups(...behaviours: Behaviour[]): void {
+    this.hangupQueue.push(...behaviours);
+  }
+
+  get callRequests(): RecordedRequest[] {
+    return this.requests.filter((r) => r.path === '/v1/realtime/calls');
   }
 
   get mintRequests(): RecordedRequest[] {
@@ -112,6 +181,9 @@ export class FakeOpenAI {
     if (path === '/v1/realtime/sessions' || req.headers['openai-beta'] !== undefined) {
       return this.json(res, 400, openaiError('The beta API shape is disabled.', 'invalid_request_error', 'beta_api_shape_disabled'));
     }
+    if (req.method === 'POST' && path === '/v1/realtime/calls') return this.createCall(req, res, text);
+    const hangup = /^\/v1\/realtime\/calls\/([^/]+)\/hangup$/.exec(path);
+    if (req.method === 'POST' && hangup) return this.hangup(req, res, decodeURIComponent(hangup[1] as string));
     if (req.method !== 'POST' || path !== '/v1/realtime/client_secrets') {
       return this.json(res, 404, openaiError('Not found', 'invalid_request_error', null));
     }
@@ -138,6 +210,66 @@ export class FakeOpenAI {
     }
 
     const behaviour = this.queue.shift() ?? { kind: 'ok' };
+    if (behaviour.kind !== 'ok') return this.misbehave(req, res, behaviour);
+    if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
+    this.minted += 1;
+    const request = body as { expires_after?: { seconds?: number }; session: Record<string, unknown> };
+    const ttl = request.expires_after?.seconds ?? 600;
+    return this.json(res, 200, {
+      value: `ek_fake${String(this.minted).padStart(6, '0')}${Math.random().toString(36).slice(2, 10)}`,
+      expires_at: Math.floor(Date.now() / 1000) + ttl,
+      session: { ...request.session, object: 'realtime.session', id: `sess_fake${this.minted}` },
+    });
+  }
+
+  /** POST /v1/realtime/calls: multipart parts `sdp` and `session`, validated against RealtimeCallCreateRequest. */
+  private async createCall(req: IncomingMessage, res: ServerResponse, text: string): Promise<void> {
+    let body: { sdp?: unknown; session?: unknown } = {};
+    let schemaErrors: string[];
+    try {
+      const form = await new Response(text, { headers: { 'content-type': req.headers['content-type'] ?? '' } }).formData();
+      const sdp = form.get('sdp');
+      const session = form.get('session');
+      body = {
+        sdp: typeof sdp === 'string' ? sdp : await sdp?.text(),
+        ...(session !== null ? { session: JSON.parse(typeof session === 'string' ? session : await session.text()) as unknown } : {}),
+      };
+      schemaErrors = validateCallCreateRequest(body);
+    } catch (error) {
+      schemaErrors = [`body is not multipart/form-data with sdp and session: ${String(error)}`];
+    }
+    if (this.keepRequests) {
+      this.requests.push({ method: 'POST', path: '/v1/realtime/calls', headers: req.headers, body, schemaErrors, at: performance.now() });
+    }
+    if (schemaErrors.length > 0) {
+      return this.json(res, 400, openaiError(`Invalid request: ${schemaErrors.join('; ')}`, 'invalid_request_error', 'invalid_value'));
+    }
+    const behaviour = this.callQueue.shift() ?? { kind: 'ok' };
+    if (behaviour.kind !== 'ok') return this.misbehave(req, res, behaviour);
+    if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
+    this.callCount += 1;
+    const callId = `rtc_fake${String(this.callCount).padStart(6, '0')}${Math.random().toString(36).slice(2, 8)}`;
+    const answer = await this.answerSdp(body.sdp as string);
+    this.calls.set(callId, { callId, sdp: body.sdp as string, session: body.session, createdAt: Date.now() });
+    res.writeHead(201, { 'content-type': 'application/sdp', location: `/v1/realtime/calls/${callId}`, 'x-request-id': `req_fake_${this.requests.length}` });
+    res.end(answer);
+  }
+
+  /** POST /v1/realtime/calls/{id}/hangup: 200 once for a live call, 404 for an unknown or ended one. */
+  private async hangup(req: IncomingMessage, res: ServerResponse, callId: string): Promise<void> {
+    const behaviour = this.hangupQueue.shift() ?? { kind: 'ok' };
+    const call = this.calls.get(callId);
+    const status = behaviour.kind === 'status' ? behaviour.status : behaviour.kind !== 'ok' ? 0 : call && call.hungUpAt === undefined ? 200 : 404;
+    this.hangups.push({ callId, at: Date.now(), status });
+    if (behaviour.kind !== 'ok') return this.misbehave(req, res, behaviour);
+    if (status === 404) return this.json(res, 404, openaiError(`Call ${callId} not found.`, 'invalid_request_error', 'call_not_found'));
+    if (call) call.hungUpAt = Date.now();
+    res.writeHead(200, { 'x-request-id': `req_fake_${this.requests.length}` });
+    res.end();
+  }
+
+  /** A scripted failure: the same repertoire for every endpoint. */
+  private async misbehave(req: IncomingMessage, res: ServerResponse, behaviour: Exclude<Behaviour, { kind: 'ok' }>): Promise<void> {
     switch (behaviour.kind) {
       case 'hang':
         this.hanging.add(res);
@@ -159,17 +291,6 @@ export class FakeOpenAI {
       case 'status':
         if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
         return this.json(res, behaviour.status, behaviour.body ?? openaiError('Scripted failure', 'server_error', null), behaviour.headers);
-      case 'ok': {
-        if (behaviour.delayMs) await new Promise((r) => setTimeout(r, behaviour.delayMs));
-        this.minted += 1;
-        const request = body as { expires_after?: { seconds?: number }; session: Record<string, unknown> };
-        const ttl = request.expires_after?.seconds ?? 600;
-        return this.json(res, 200, {
-          value: `ek_fake${String(this.minted).padStart(6, '0')}${Math.random().toString(36).slice(2, 10)}`,
-          expires_at: Math.floor(Date.now() / 1000) + ttl,
-          session: { ...request.session, object: 'realtime.session', id: `sess_fake${this.minted}` },
-        });
-      }
     }
   }
 
