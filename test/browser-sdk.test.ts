@@ -4,12 +4,14 @@ import type { FastifyInstance } from 'fastify';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
+import { buildInstructions, buildSession, resolveChoice } from '../src/realtime/session.js';
 import { answerAsOpenAI, sdkSite, type AgentsRealtimeGlobal, type OpenAISide } from './support/agents-sdk.js';
 import { LogCapture, testEnv } from './support/app.js';
 import { CHROMIUM, CHROMIUM_ARGS, hasChromium } from './support/browser.js';
-import { FakeOpenAI } from './support/fake-openai.js';
+import { FAKE_API_KEY, FakeOpenAI } from './support/fake-openai.js';
+import { waitUntil } from './support/wait.js';
 
 if (!hasChromium) {
   if (process.env.CI === 'true') throw new Error(`Chromium is required under CI=true (${CHROMIUM}; .ci/run installs it)`);
@@ -18,6 +20,8 @@ if (!hasChromium) {
 
 const OPENAI_CALLS_URL = 'https://api.openai.com/v1/realtime/calls';
 const ACK_TIMEOUT_WARNING = 'Timed out waiting for session.updated ack';
+/** Shaped like a client secret only because the SDK refuses anything else in a browser. */
+const PLACEHOLDER_KEY = 'ek_placeholder_the_service_ignores';
 
 type SdkPage = AgentsRealtimeGlobal & { openaiSide: OpenAISide; sdkSession: { close(): void } };
 
@@ -35,13 +39,14 @@ describe.skipIf(!hasChromium)('the official @openai/agents-realtime client in a 
   let fake: FakeOpenAI;
   let site: { server: Server; origin: string };
   let browser: Browser;
+  let config: Config;
   let service: { app: FastifyInstance; url: string };
   const logs = new LogCapture();
 
   beforeAll(async () => {
     fake = await FakeOpenAI.start();
     site = await sdkSite();
-    const config = loadConfig(testEnv(fake.baseUrl, { ALLOWED_ORIGINS: JSON.stringify([site.origin]) }));
+    config = loadConfig(testEnv(fake.baseUrl, { ALLOWED_ORIGINS: JSON.stringify([site.origin]) }));
     const app = await buildApp(config, { logger: createLogger(config, logs) });
     service = { app, url: await app.listen({ port: 0, host: '127.0.0.1' }) };
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
@@ -175,6 +180,86 @@ describe.skipIf(!hasChromium)('the official @openai/agents-realtime client in a 
     expect(elsewhere).toEqual([]);
 
     await page.evaluate(() => (globalThis as unknown as SdkPage).sdkSession.close());
+    await page.close();
+  });
+
+  it("the WebRTC transport pointed at the service's calls route (baseUrl) connects unchanged, and the page holds no credential", async () => {
+    const page = await browser.newPage();
+    const seen = watch(page);
+    // Everything the service told the page, headers and bodies, to search for credentials.
+    const told: Promise<string>[] = [];
+    page.on('response', (response) => {
+      if (!response.url().startsWith(`${service.url}/`)) return;
+      // A 204 has no body for the browser to keep.
+      const body = response.status() === 204 ? Promise.resolve('') : response.text();
+      told.push(body.then((text) => `${JSON.stringify(response.headers())}\n${text}`));
+    });
+    const mintsBefore = fake.mintRequests.length;
+    // OpenAI's side answers the relayed offer: the fake asks a second RTCPeerConnection in the page.
+    fake.answerSdp = (offer) => page.evaluate(answerAsOpenAI, offer);
+    await page.goto(site.origin);
+
+    const baseUrl = `${service.url}/v1/realtime/calls?difficulty=savage&sport=nba`;
+    const outcome = await page.evaluate(
+      async ({ baseUrl, placeholder }) => {
+        const { RealtimeAgent, RealtimeSession, OpenAIRealtimeWebRTC } = (globalThis as unknown as SdkPage).AgentsRealtime;
+        const transport = new OpenAIRealtimeWebRTC({ baseUrl });
+        const session = new RealtimeSession(new RealtimeAgent({ name: 'Parker', instructions: 'Commentate.' }), { transport });
+        (globalThis as unknown as SdkPage).sdkSession = session;
+        const order: string[] = [];
+        transport.on('connection_change', (status) => {
+          if (status !== 'connecting') return;
+          transport.connectionState.dataChannel?.addEventListener('message', ({ data }) => {
+            if ((JSON.parse(String(data)) as { type: string }).type === 'session.updated') order.push('session.updated arrived');
+          });
+        });
+        // The SDK insists on an ek_-looking key in a browser; the service, with auth off, ignores it.
+        await session.connect({ apiKey: placeholder });
+        order.push('connect resolved');
+        return { order, status: transport.status, callId: transport.callId, channel: transport.connectionState.dataChannel?.readyState };
+      },
+      { baseUrl, placeholder: PLACEHOLDER_KEY },
+    );
+
+    expect(outcome.order).toEqual(['session.updated arrived', 'connect resolved']);
+    expect(seen.console.filter((text) => text.includes(ACK_TIMEOUT_WARNING))).toEqual([]);
+    expect(outcome).toMatchObject({ status: 'connected', channel: 'open' });
+
+    // The call id the SDK read from Location is the one "OpenAI" issued.
+    const issued = [...fake.calls.keys()];
+    expect(issued).toHaveLength(1);
+    expect(outcome.callId).toBe(issued[0]);
+
+    // The service, not the page, asked OpenAI: with its own key, and a session built for savage / nba.
+    const relayed = fake.callRequests;
+    expect(relayed).toHaveLength(1);
+    expect(relayed[0]?.schemaErrors).toEqual([]);
+    expect(relayed[0]?.headers.authorization).toBe(`Bearer ${FAKE_API_KEY}`);
+    const choice = resolveChoice(config, { difficulty: 'savage', sport: 'nba' });
+    const session = (relayed[0]?.body as { session: { instructions: string } }).session;
+    expect(session).toEqual(buildSession(config, choice, buildInstructions(config, choice)));
+    expect(session.instructions).toContain('brutally honest');
+    expect(session.instructions).toContain('nba');
+
+    // The browser's CORS preflight (Authorization, X-OpenAI-Agents-SDK, application/sdp) reached the service.
+    const preflights = logs.find('request completed').filter((line) => line.method === 'OPTIONS' && String(line.url).startsWith('/v1/realtime/calls?'));
+    expect(preflights.map((line) => line.status)).toEqual([204]);
+    expect(logs.find('call started').at(-1)).toMatchObject({ audit: 'call_started', call_id: issued[0], origin: site.origin, difficulty: 'savage' });
+
+    await page.evaluate(() => (globalThis as unknown as SdkPage).sdkSession.close());
+    // The SDK's close() only closes the peer; the call is ended through the service.
+    const hungUp = await page.evaluate(async (url) => (await fetch(url, { method: 'DELETE' })).status, `${service.url}/v1/realtime/calls/${outcome.callId}`);
+    expect(hungUp).toBe(204);
+    await waitUntil(() => fake.hangups.some((h) => h.callId === issued[0] && h.status === 200), 'the hangup at the fake');
+
+    // No credential reached the page: no secret was minted, and nothing the service said holds a key.
+    expect(fake.mintRequests.length).toBe(mintsBefore);
+    const everything = (await Promise.all(told)).join('\n');
+    expect(everything).toContain(`/v1/realtime/calls/${issued[0]}`);
+    expect(everything).not.toMatch(/ek_/);
+    expect(everything).not.toContain(FAKE_API_KEY);
+    const elsewhere = seen.urls.filter((url) => !url.startsWith(`${site.origin}/`) && !url.startsWith(`${service.url}/`));
+    expect(elsewhere).toEqual([]);
     await page.close();
   });
 });
