@@ -7,7 +7,7 @@ import { buildApp } from '../src/app.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { buildInstructions, buildSession, resolveChoice } from '../src/realtime/session.js';
-import { answerAsOpenAI, sdkSite, type AgentsRealtimeGlobal, type OpenAISide } from './support/agents-sdk.js';
+import { answerAsOpenAI, installAckWatch, sdkSite, type AgentsRealtimeGlobal, type OpenAISide } from './support/agents-sdk.js';
 import { LogCapture, testEnv } from './support/app.js';
 import { CHROMIUM, CHROMIUM_ARGS, hasChromium } from './support/browser.js';
 import { FAKE_API_KEY, FakeOpenAI } from './support/fake-openai.js';
@@ -25,8 +25,12 @@ const PLACEHOLDER_KEY = 'ek_placeholder_the_service_ignores';
 
 type SdkPage = AgentsRealtimeGlobal & { openaiSide: OpenAISide; sdkSession: { close(): void } };
 
-/** Every request the page made (fetches, the bundle, the document), and its console's warnings and errors. */
-function watch(page: Page): { urls: string[]; console: string[] } {
+/**
+ * Every request the page made (fetches, the bundle, the document), and its console's warnings and
+ * errors; the page also gets `watchAck`.
+ */
+async function watch(page: Page): Promise<{ urls: string[]; console: string[] }> {
+  await page.addInitScript(installAckWatch);
   const seen = { urls: [] as string[], console: [] as string[] };
   page.on('request', (request) => seen.urls.push(request.url()));
   page.on('console', (message) => {
@@ -61,7 +65,7 @@ describe.skipIf(!hasChromium)('the official @openai/agents-realtime client in a 
 
   it("RealtimeSession (WebRTC) connects with the service's ek_ secret, fetched by an async apiKey", async () => {
     const page = await browser.newPage();
-    const seen = watch(page);
+    const seen = await watch(page);
     // What the service answered the page's token request.
     type TokenAnswer = { client_secret: string; session_id: string };
     const tokenAnswers: Promise<TokenAnswer>[] = [];
@@ -110,17 +114,9 @@ describe.skipIf(!hasChromium)('the official @openai/agents-realtime client in a 
 
         const session = new RealtimeSession(agent);
         (globalThis as unknown as SdkPage).sdkSession = session;
-        // Our own listener on the SDK's data channel, added as soon as the channel exists and so
-        // before the SDK's ack listener: it sees the ack before connect() can resolve on it.
         const order: string[] = [];
         const transport = session.transport as OpenAIRealtimeWebRTC;
-        transport.on('connection_change', (status) => {
-          if (status !== 'connecting') return;
-          transport.connectionState.dataChannel?.addEventListener('message', ({ data }) => {
-            const type = (JSON.parse(String(data)) as { type: string }).type;
-            if (type === 'session.updated') order.push('session.updated arrived');
-          });
-        });
+        (globalThis as unknown as SdkPage).watchAck(transport, order);
         await session.connect({
           apiKey: async () => {
             const response = await fetch(tokenUrl, {
@@ -185,7 +181,7 @@ describe.skipIf(!hasChromium)('the official @openai/agents-realtime client in a 
 
   it("the WebRTC transport pointed at the service's calls route (baseUrl) connects unchanged, and the page holds no credential", async () => {
     const page = await browser.newPage();
-    const seen = watch(page);
+    const seen = await watch(page);
     // Everything the service told the page, headers and bodies, to search for credentials.
     const told: Promise<string>[] = [];
     page.on('response', (response) => {
@@ -207,12 +203,7 @@ describe.skipIf(!hasChromium)('the official @openai/agents-realtime client in a 
         const session = new RealtimeSession(new RealtimeAgent({ name: 'Parker', instructions: 'Commentate.' }), { transport });
         (globalThis as unknown as SdkPage).sdkSession = session;
         const order: string[] = [];
-        transport.on('connection_change', (status) => {
-          if (status !== 'connecting') return;
-          transport.connectionState.dataChannel?.addEventListener('message', ({ data }) => {
-            if ((JSON.parse(String(data)) as { type: string }).type === 'session.updated') order.push('session.updated arrived');
-          });
-        });
+        (globalThis as unknown as SdkPage).watchAck(transport, order);
         // The SDK insists on an ek_-looking key in a browser; the service, with auth off, ignores it.
         await session.connect({ apiKey: placeholder });
         order.push('connect resolved');
@@ -247,6 +238,7 @@ describe.skipIf(!hasChromium)('the official @openai/agents-realtime client in a 
     expect(logs.find('call started').at(-1)).toMatchObject({ audit: 'call_started', call_id: issued[0], origin: site.origin, difficulty: 'savage' });
 
     await page.evaluate(() => (globalThis as unknown as SdkPage).sdkSession.close());
+    expect(fake.hangups).toEqual([]);
     // The SDK's close() only closes the peer; the call is ended through the service.
     const hungUp = await page.evaluate(async (url) => (await fetch(url, { method: 'DELETE' })).status, `${service.url}/v1/realtime/calls/${outcome.callId}`);
     expect(hungUp).toBe(204);

@@ -4,8 +4,11 @@ import { fileURLToPath } from 'node:url';
 import type * as AgentsRealtime from '@openai/agents-realtime';
 import { build } from 'esbuild';
 
-/** What the page's global `AgentsRealtime` holds: the real SDK, bundled for the browser. */
-export type AgentsRealtimeGlobal = { AgentsRealtime: typeof AgentsRealtime };
+/** The page's globals: the real SDK, bundled for the browser, and `watchAck` (see installAckWatch). */
+export type AgentsRealtimeGlobal = {
+  AgentsRealtime: typeof AgentsRealtime;
+  watchAck: (transport: AgentsRealtime.OpenAIRealtimeWebRTC, order: string[]) => void;
+};
 
 /** Where the SDK page serves its bundle. */
 export const SDK_BUNDLE_PATH = '/agents-realtime.js';
@@ -90,4 +93,21 @@ export async function answerAsOpenAI(offer: string): Promise<string> {
   await peer.setLocalDescription(await peer.createAnswer());
   await gathered;
   return peer.localDescription?.sdp ?? '';
+}
+
+/**
+ * Runs IN THE PAGE (pass it to page.addInitScript): defines `watchAck(transport, order)`, which puts
+ * its own listener on the SDK's data channel as soon as the channel exists, before the SDK's ack
+ * listener. It records 'session.updated arrived' ahead of whatever the caller records once connect()
+ * resolves only if connect() resolved on OpenAI's ack, not on the SDK's 5 s fallback.
+ */
+export function installAckWatch(): void {
+  (globalThis as unknown as AgentsRealtimeGlobal).watchAck = (transport, order) => {
+    transport.on('connection_change', (status) => {
+      if (status !== 'connecting') return;
+      transport.connectionState.dataChannel?.addEventListener('message', ({ data }) => {
+        if ((JSON.parse(String(data)) as { type: string }).type === 'session.updated') order.push('session.updated arrived');
+      });
+    });
+  };
 }
