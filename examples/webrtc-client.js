@@ -56,3 +56,59 @@ export async function startParkerSession(serviceUrl, options = {}, media = {}) {
     },
   };
 }
+
+// The relay flow: the page never holds any credential, not even a short-lived secret. It POSTs its
+// SDP offer to the service, which asks OpenAI with the server key and hands back OpenAI's answer.
+// Media still flows straight between the browser and OpenAI; the service also ends the call on time.
+//
+//   const call = await startParkerCall('https://<token-service>', { difficulty: 'savage', sport: 'nba' });
+//   console.log(`ends at ${new Date(call.endsAt * 1000)}`);
+//   ...later: await call.close();   // ends it at OpenAI too, and frees the slot
+
+/**
+ * @param {string} serviceUrl  base URL of the token service
+ * @param {{model?: string, voice?: string, difficulty?: 'easy'|'savage'|'expert', sport?: string}} choices
+ * @param {{audioElement?: HTMLAudioElement, microphone?: MediaStream}} [media]
+ */
+export async function startParkerCall(serviceUrl, choices = {}, media = {}) {
+  const pc = new RTCPeerConnection();
+  const audio = media.audioElement ?? Object.assign(document.createElement('audio'), { autoplay: true });
+  pc.ontrack = (event) => {
+    audio.srcObject = event.streams[0];
+  };
+  const microphone = media.microphone ?? (await navigator.mediaDevices.getUserMedia({ audio: true }));
+  for (const track of microphone.getAudioTracks()) pc.addTrack(track, microphone);
+  const events = pc.createDataChannel('oai-events');
+  await pc.setLocalDescription(await pc.createOffer());
+
+  // The choices travel in the query; the body is the offer itself. No Authorization header.
+  const query = new URLSearchParams(Object.entries(choices).filter(([, value]) => value !== undefined));
+  const response = await fetch(`${serviceUrl}/v1/realtime/calls?${query}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp' },
+    body: pc.localDescription.sdp,
+  });
+  if (!response.ok) {
+    const { error } = await response.json();
+    const wait = error.retry_after ? ` (retry in ${error.retry_after} s)` : '';
+    pc.close();
+    throw new Error(`token service: ${error.code} ${error.message}${wait} [${error.request_id}]`);
+  }
+  // Location and X-Call-Ends-At are exposed through CORS.
+  const location = response.headers.get('Location');
+  const endsAt = Number(response.headers.get('X-Call-Ends-At'));
+  await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
+
+  return {
+    pc,
+    events,
+    callId: location.split('/').pop(),
+    endsAt,
+    async close() {
+      events.close();
+      pc.close();
+      for (const track of microphone.getTracks()) track.stop();
+      await fetch(new URL(location, serviceUrl), { method: 'DELETE' }).catch(() => undefined);
+    },
+  };
+}

@@ -150,6 +150,41 @@ describe.skipIf(!hasChromium)('in a real browser', () => {
     await page.close();
   });
 
+  it('the relay flow: the page posts its offer to the service, holds no credential, and ends the call with DELETE', async () => {
+    const page = await browser.newPage();
+    await page.goto(allowed.origin);
+    const cannedAnswer = fake.answerSdp;
+    // The fake OpenAI answers the relayed offer with a real peer in the page, so the handshake completes.
+    fake.answerSdp = (offer) =>
+      page.evaluate(async (sdp) => {
+        const peer = new RTCPeerConnection();
+        await peer.setRemoteDescription({ type: 'offer', sdp });
+        const description = await peer.createAnswer();
+        await peer.setLocalDescription(description);
+        (globalThis as unknown as { openaiPeer: RTCPeerConnection }).openaiPeer = peer;
+        return description.sdp ?? '';
+      }, offer);
+    try {
+      const call = await page.evaluate<{ signaling: string; callId: string; endsAt: number }>(`(async () => {
+        const { startParkerCall } = await import('/webrtc-client.js');
+        const call = await startParkerCall(${JSON.stringify(service.url)}, { voice: 'marin', difficulty: 'savage' });
+        const seen = { signaling: call.pc.signalingState, callId: call.callId, endsAt: call.endsAt };
+        await call.close();
+        return seen;
+      })()`);
+      expect(call.signaling).toBe('stable');
+      expect(call.endsAt).toBeGreaterThan(Date.now() / 1000 + 1700);
+      const relayed = fake.callRequests.at(-1);
+      expect(relayed?.headers.authorization).toMatch(/^Bearer sk-test/);
+      expect((relayed?.body as { session: { audio: { output: { voice: string } } } }).session.audio.output.voice).toBe('marin');
+      // the page's DELETE (a CORS preflighted request) reached the service, which hung up at OpenAI
+      expect(fake.calls.get(call.callId)?.hungUpAt).toBeDefined();
+    } finally {
+      fake.answerSdp = cannedAnswer;
+      await page.close();
+    }
+  });
+
   it('serves /docs that renders in the browser under the security headers', async () => {
     const page = await browser.newPage();
     const violations: string[] = [];

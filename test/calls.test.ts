@@ -1,9 +1,10 @@
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildInstructions, buildSession, resolveChoice } from '../src/realtime/session.js';
 import { CANNED_SDP_ANSWER, FakeOpenAI, FAKE_API_KEY, type Behaviour } from './support/fake-openai.js';
 import { expectEnvelope, ManualClock, SITE_ORIGIN, useFakeOpenAI, type Env, type TestApp } from './support/app.js';
 import { callIdOf, endCall, postMultipart, postSdp, SDP_OFFER } from './support/calls.js';
-import { waitUntil } from './support/wait.js';
+import { turn, waitUntil } from './support/wait.js';
 
 const openai = useFakeOpenAI();
 /** What the Agents SDK sends in a browser: an ek_ string as bearer; with auth off it means nothing. */
@@ -43,6 +44,8 @@ describe('POST /v1/realtime/calls', () => {
     // the page's bearer went nowhere: OpenAI saw the server key (else the fake would have said 401)
     expect(request?.headers.authorization).toBe(`Bearer ${FAKE_API_KEY}`);
     expect(openai.fake.calls.has(callIdOf(response))).toBe(true);
+    // the Agents SDK reads the call id from Location: a page can only if CORS exposes it
+    expect(response.headers['access-control-expose-headers']).toMatch(/Location.*X-Call-Ends-At/);
 
     const started = t.logs.find('call started');
     expect(started).toHaveLength(1);
@@ -60,7 +63,7 @@ describe('POST /v1/realtime/calls', () => {
 
   it('relays a multipart/form-data body: parts sdp and options (the token route body)', async () => {
     const t = await app();
-    const options = { voice: 'marin', instructions: 'Mention the weather.', difficulty: 'expert' };
+    const options = { voice: 'marin', instructions: 'Mention the weather.', difficulty: 'expert' } as const;
     const response = await postMultipart(t.app, { sdp: SDP_OFFER, options: JSON.stringify(options) });
     expect(response.statusCode).toBe(201);
     const [request] = openai.fake.callRequests;
@@ -126,6 +129,33 @@ describe('POST /v1/realtime/calls', () => {
     expectEnvelope(await postSdp(t.app), 429);
     expectEnvelope(await t.mint(), 429);
     expect(openai.fake.callRequests).toHaveLength(1);
+  });
+});
+
+describe('hostile bodies', () => {
+  it('any bytes as application/sdp or multipart, any query: an envelope below 500, and only an SDP reaches OpenAI', async () => {
+    const t = await app({ RATE_LIMIT_PER_MINUTE: '1000000', MAX_CONCURRENT_CALLS_PER_CLIENT: '1000' });
+    const boundary = 'xyz';
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ maxLength: 600 }),
+        fc.constantFrom('application/sdp', `multipart/form-data; boundary=${boundary}`, 'multipart/form-data', 'application/sdp; charset=latin1'),
+        fc.string({ maxLength: 40 }),
+        async (bytes, contentType, query) => {
+          const response = await t.app.inject({
+            method: 'POST',
+            url: `/v1/realtime/calls?${encodeURIComponent(query)}=${encodeURIComponent(query)}`,
+            headers: { origin: SITE_ORIGIN, 'content-type': contentType },
+            payload: Buffer.from(bytes),
+          });
+          await turn();
+          if (response.statusCode !== 201) expectEnvelope(response, response.statusCode);
+          expect(response.statusCode).toBeLessThan(500);
+        },
+      ),
+      { numRuns: 200 },
+    );
+    for (const request of openai.fake.callRequests) expect((request.body as { sdp: string }).sdp.startsWith('v=')).toBe(true);
   });
 });
 

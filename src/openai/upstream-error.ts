@@ -44,7 +44,7 @@ export function upstreamAppError(error: UpstreamError): AppError {
   switch (error.kind) {
     case 'refused':
     case 'unusable':
-      return new AppError(502, 'OpenAI refused or garbled the request for a session; try again later.', {
+      return new AppError(502, 'OpenAI refused or garbled the request for a client secret; try again later.', {
         reason: 'upstream',
         logContext,
       });

@@ -139,7 +139,7 @@ export async function callsRoutes(app: FastifyInstance, opts: { config: Config; 
           415: errorExample(415, 'The request body must be application/sdp or multipart/form-data.'),
           422: errorExample(422, 'The options part does not match the schema.'),
           429: errorExample(429, `Too many calls at once (${config.maxConcurrentCallsPerClient} per client); end one first.`),
-          502: errorExample(502, 'OpenAI refused or garbled the request for a session; try again later.'),
+          502: errorExample(502, 'OpenAI refused the request or answered something unusable; retrying will not help.'),
           503: errorExample(503, 'OpenAI is unavailable or overloaded; try again shortly.'),
           504: errorExample(504, 'OpenAI did not answer in time; try again shortly.'),
         },

@@ -73,7 +73,7 @@ export async function tokenRoutes(
             retry_after: 42,
             details: { limit: 10, remaining: 0, reset_time: '2026-11-23T12:00:42.000Z' },
           }),
-          502: errorExample(502, 'OpenAI refused or garbled the request for a session; try again later.'),
+          502: errorExample(502, 'OpenAI refused or garbled the request for a client secret; try again later.'),
           503: errorExample(503, 'OpenAI is unavailable or overloaded; try again shortly.', { retry_after: 2 }),
           504: errorExample(504, 'OpenAI did not answer in time; try again shortly.', { retry_after: 2 }),
         },
