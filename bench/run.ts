@@ -3,6 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import autocannon from 'autocannon';
+import { SignJWT } from 'jose';
 import { inProcessFigures } from './in-process.js';
 import { realisticFigures } from './realistic.js';
 import { cpuMs, ORIGIN, peakRssMb, startBaseline, startFake, startService, stop, type Proc } from './support.js';
@@ -10,6 +11,15 @@ import { cpuMs, ORIGIN, peakRssMb, startBaseline, startFake, startService, stop,
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 8);
 // BENCH_ONLY=realistic or BENCH_ONLY=cpu runs one part and prints it, leaving BENCHMARKS.md alone.
 const ONLY = process.env.BENCH_ONLY;
+// BENCH_AUTH=hs256: caller authentication on (AUTH_JWT_SECRET), every request with a signed JWT.
+const AUTH_SECRET = 'bench-shared-secret-of-at-least-32-bytes';
+const auth =
+  process.env.BENCH_AUTH === 'hs256'
+    ? {
+        env: { AUTH_JWT_SECRET: AUTH_SECRET },
+        header: `Bearer ${await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('bench-user').setExpirationTime('2h').sign(new TextEncoder().encode(AUTH_SECRET))}`,
+      }
+    : undefined;
 
 interface Figures {
   rps: number;
@@ -27,7 +37,7 @@ async function load(server: Proc, connections: number, extra: Partial<autocannon
   const opts: autocannon.Options = {
     url: `${url}/v1/realtime/token`,
     method: 'POST',
-    headers: { origin: ORIGIN, 'content-type': 'application/json' },
+    headers: { origin: ORIGIN, 'content-type': 'application/json', ...(auth ? { authorization: auth.header } : {}) },
     body: '{}',
     connections,
     duration: DURATION_S,
@@ -86,7 +96,7 @@ if (ONLY === 'realistic') {
 }
 if (ONLY === 'cpu') {
   // The CPU target: 0 ms upstream, 50 connections. BENCH_SERVICE_ENV (JSON) adds settings (e.g. auth).
-  const extra = JSON.parse(process.env.BENCH_SERVICE_ENV ?? '{}') as Record<string, string>;
+  const extra = { ...auth?.env, ...(JSON.parse(process.env.BENCH_SERVICE_ENV ?? '{}') as Record<string, string>) };
   const fake = await startFake(0);
   const baseline = await startBaseline(fake.url);
   const service = await startService(fake.url, extra);

@@ -76,6 +76,8 @@ export async function startService(
       HOST: '127.0.0.1',
       PORT: '0',
       RATE_LIMIT_PER_MINUTE: '1000000',
+      // One load generator is one client: no daily quota in a benchmark.
+      MINTS_PER_CLIENT_PER_DAY: '0',
       LOG_LEVEL: 'info',
       ...extra,
     },
