@@ -194,8 +194,9 @@ export class OpenAIClient {
   private readonly backoffBaseMs: number;
   private readonly backoffCapMs: number;
   private readonly random: () => number;
-  /** Aborted when a shutdown's time is up: calls in flight end with an answer instead of a cut. */
-  private readonly draining = new AbortController();
+  /** Attempts in flight, aborted when a shutdown's time is up: they end with an answer, not a cut. */
+  private readonly inFlight = new Set<AbortController>();
+  private drained = false;
   private drainDeadline = Number.POSITIVE_INFINITY;
   private keepWarmTimer: NodeJS.Timeout | undefined;
   private lastCallAt = 0;
@@ -282,7 +283,10 @@ export class OpenAIClient {
    */
   drain(withinMs: number): void {
     this.drainDeadline = performance.now() + withinMs;
-    setTimeout(() => this.draining.abort(), withinMs).unref();
+    setTimeout(() => {
+      this.drained = true;
+      for (const controller of this.inFlight) controller.abort();
+    }, withinMs).unref();
   }
 
   /**
@@ -373,6 +377,8 @@ export class OpenAIClient {
     const started = performance.now();
     this.lastCallAt = started;
     const controller = new AbortController();
+    if (this.drained) controller.abort();
+    this.inFlight.add(controller);
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -388,7 +394,7 @@ export class OpenAIClient {
           ? { authorization: this.authorization, 'content-type': request.contentType }
           : { authorization: this.authorization },
         body: request.body,
-        signal: AbortSignal.any([controller.signal, this.draining.signal]),
+        signal: controller.signal,
       });
       const text = await readCapped(response.body, header(response.headers, 'content-length'));
       const status = response.statusCode;
@@ -409,13 +415,14 @@ export class OpenAIClient {
       });
     } catch (error) {
       if (error instanceof AttemptError) throw error;
-      const failure: AttemptFailure = this.draining.signal.aborted
+      const failure: AttemptFailure = this.drained
         ? { kind: 'unreachable', retryable: false, sent: true, message: 'aborted: the service is shutting down' }
         : classifyNetworkError(error, timedOut);
       observe(failure.kind);
       throw new AttemptError(failure);
     } finally {
       clearTimeout(timer);
+      this.inFlight.delete(controller);
     }
   }
 }
