@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { expectEnvelope, SITE_ORIGIN, useFakeOpenAI, type TestApp } from './support/app.js';
 
 const openai = useFakeOpenAI();
@@ -188,6 +188,22 @@ describe('caller authentication with a shared secret (AUTH_JWT_SECRET, HS256)', 
     expectEnvelope(await mint(await sign(SECRET, 'HS512')), 401);
     expect(openai.fake.mintRequests).toHaveLength(1);
     expect(t.logs.raw).not.toContain(SECRET);
+  });
+
+  it('remembers a verified token only until it expires', async () => {
+    const t = await openai.app({ AUTH_JWT_SECRET: SECRET });
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const jwt = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('user_9').setExpirationTime('10s').sign(new TextEncoder().encode(SECRET));
+      expect((await t.mint({}, { authorization: `Bearer ${jwt}` })).statusCode).toBe(200);
+      vi.setSystemTime(Date.now() + 5_000);
+      expect((await t.mint({}, { authorization: `Bearer ${jwt}` })).statusCode).toBe(200);
+      // 45 s later: past exp and the 30 s tolerance, inside the cache's minute: refused all the same
+      vi.setSystemTime(Date.now() + 45_000);
+      expectEnvelope(await t.mint({}, { authorization: `Bearer ${jwt}` }), 401);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('refuses a token that never expires; takes the scheme in any case (RFC 7235)', async () => {

@@ -97,6 +97,9 @@ const JWKS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', '
 // The scheme is case-insensitive (RFC 7235).
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;
 
+/** Verified tokens remembered at once (oldest forgotten first). */
+const VERIFIED_TOKENS_KEPT = 10_000;
+
 export interface JwtVerifierOptions {
   /** Between two JWKS fetches for an unknown `kid` (jose's cooldown); tests shorten it. */
   jwksCooldownMs?: number;
@@ -127,14 +130,22 @@ export function jwtVerifier(config: Config, options: JwtVerifierOptions = {}): (
     issuer: config.authIssuer,
     audience: config.authAudience.length > 0 ? [...config.authAudience] : undefined,
   };
+  // A client sends the same JWT with each request for its lifetime: a token verified once is
+  // taken again without the signature check (WebCrypto, the dearest step) until it expires, for a
+  // minute at most (so a key the provider withdraws stops working within a minute), bounded.
+  const verified = new Map<string, { sub: string; until: number }>();
   return async function verify(authorization) {
     const token = authorization === undefined ? undefined : BEARER.exec(authorization)?.[1];
     if (token === undefined) throw unauthorized('A bearer token (JWT) is required: Authorization: Bearer <token>.');
+    const known = verified.get(token);
+    if (known && known.until > Date.now()) return known.sub;
+    if (known) verified.delete(token);
     let sub: unknown;
+    let exp: number | undefined;
     try {
       // Both overloads of jwtVerify take the same options; TypeScript cannot pick one for a union key.
       ({
-        payload: { sub },
+        payload: { sub, exp },
       } = await (typeof key === 'function' ? jwtVerify(token, key, verifyOptions) : jwtVerify(token, key, verifyOptions)));
     } catch (error) {
       // The token's fault: a JOSE error naming it. Ours: the JWKS did not come (timeout, network,
@@ -149,7 +160,10 @@ export function jwtVerifier(config: Config, options: JwtVerifierOptions = {}): (
       throw unauthorized('The bearer token is invalid or expired.', { auth_failure: error.code });
     }
     if (typeof sub !== 'string' || sub === '') throw unauthorized('The bearer token has no subject (sub).', { auth_failure: 'no_sub' });
-    return sub.slice(0, MAX_LOGGED_CHARS);
+    const user = sub.slice(0, MAX_LOGGED_CHARS);
+    if (verified.size >= VERIFIED_TOKENS_KEPT) verified.delete(verified.keys().next().value as string);
+    verified.set(token, { sub: user, until: Math.min((exp ?? 0) * 1000, Date.now() + 60_000) });
+    return user;
   };
 }
 
