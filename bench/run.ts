@@ -11,15 +11,14 @@ import { cpuMs, ORIGIN, peakRssMb, startBaseline, startFake, startService, stop,
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 8);
 // BENCH_ONLY=realistic or BENCH_ONLY=cpu runs one part and prints it, leaving BENCHMARKS.md alone.
 const ONLY = process.env.BENCH_ONLY;
-// BENCH_AUTH=hs256: caller authentication on (AUTH_JWT_SECRET), every request with a signed JWT.
+// Caller authentication on (AUTH_JWT_SECRET), every request with the same signed JWT, as a
+// signed-in extension sends it. BENCH_AUTH=hs256 turns it on for BENCH_ONLY=cpu.
 const AUTH_SECRET = 'bench-shared-secret-of-at-least-32-bytes';
-const auth =
-  process.env.BENCH_AUTH === 'hs256'
-    ? {
-        env: { AUTH_JWT_SECRET: AUTH_SECRET },
-        header: `Bearer ${await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('bench-user').setExpirationTime('2h').sign(new TextEncoder().encode(AUTH_SECRET))}`,
-      }
-    : undefined;
+const hs256 = {
+  env: { AUTH_JWT_SECRET: AUTH_SECRET },
+  header: `Bearer ${await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('bench-user').setExpirationTime('2h').sign(new TextEncoder().encode(AUTH_SECRET))}`,
+};
+type Auth = typeof hs256 | undefined;
 
 interface Figures {
   rps: number;
@@ -32,7 +31,7 @@ interface Figures {
   non2xx: number;
 }
 
-async function load(server: Proc, connections: number, extra: Partial<autocannon.Options> = {}): Promise<Figures> {
+async function load(server: Proc, connections: number, auth: Auth): Promise<Figures> {
   const url = server.url;
   const opts: autocannon.Options = {
     url: `${url}/v1/realtime/token`,
@@ -41,7 +40,6 @@ async function load(server: Proc, connections: number, extra: Partial<autocannon
     body: '{}',
     connections,
     duration: DURATION_S,
-    ...extra,
   };
   // A short warm-up, not counted: JIT, keep-alive pools.
   await autocannon({ ...opts, duration: 1 });
@@ -76,11 +74,11 @@ async function coldWarm(url: string): Promise<{ coldMs: number; warmMs: number }
 const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(2));
 
 /** One row of the main table: the service and the baseline under the same load. */
-async function compare(service: Proc, baseline: Proc, latency: number, connections: number): Promise<string> {
-  const base = await load(baseline, connections);
-  const svc = await load(service, connections);
+async function compare(service: Proc, baseline: Proc, latency: number, connections: number, auth?: Auth): Promise<string> {
+  const base = await load(baseline, connections, auth);
+  const svc = await load(service, connections, auth);
   const cpuRatio = base.cpuUsPerRequest > 0 ? svc.cpuUsPerRequest / base.cpuUsPerRequest : 0;
-  const row = `| ${latency} ms | ${connections} | ${svc.rps} | ${fmt(svc.p50)} | ${fmt(svc.p975)} / ${fmt(svc.p99)} | ${svc.cpuUsPerRequest} | ${base.rps} | ${fmt(base.p50)} | ${fmt(base.p975)} / ${fmt(base.p99)} | ${base.cpuUsPerRequest} | ${cpuRatio.toFixed(2)} | ${fmt(svc.p99 - base.p99)} | ${svc.errors + svc.non2xx} |`;
+  const row = `| ${latency} ms${auth ? ', auth HS256' : ''} | ${connections} | ${svc.rps} | ${fmt(svc.p50)} | ${fmt(svc.p975)} / ${fmt(svc.p99)} | ${svc.cpuUsPerRequest} | ${base.rps} | ${fmt(base.p50)} | ${fmt(base.p975)} / ${fmt(base.p99)} | ${base.cpuUsPerRequest} | ${cpuRatio.toFixed(2)} | ${fmt(svc.p99 - base.p99)} | ${svc.errors + svc.non2xx} |`;
   process.stdout.write(`${row}\n`);
   return row;
 }
@@ -96,12 +94,13 @@ if (ONLY === 'realistic') {
 }
 if (ONLY === 'cpu') {
   // The CPU target: 0 ms upstream, 50 connections. BENCH_SERVICE_ENV (JSON) adds settings (e.g. auth).
+  const auth = process.env.BENCH_AUTH === 'hs256' ? hs256 : undefined;
   const extra = { ...auth?.env, ...(JSON.parse(process.env.BENCH_SERVICE_ENV ?? '{}') as Record<string, string>) };
   const fake = await startFake(0);
   const baseline = await startBaseline(fake.url);
   const service = await startService(fake.url, extra);
   process.stdout.write(`${HEADER.join('\n')}\n`);
-  await compare(service, baseline, 0, 50);
+  await compare(service, baseline, 0, 50, auth);
   process.stdout.write(`Peak RSS: service ${peakRssMb(service.child.pid!)} MB, baseline ${peakRssMb(baseline.child.pid!)} MB.\n`);
   await stop(service);
   await stop(baseline);
@@ -122,6 +121,11 @@ for (const latency of [0, 300]) {
     notes.push(`Start to first healthy /healthz answer: ${service.readyMs.toFixed(0)} ms (spawn of node dist/server.js included).`);
   }
   for (const connections of [1, 50]) rows.push(await compare(service, baseline, latency, connections));
+  if (latency === 0) {
+    const authed = await startService(fake.url, hs256.env);
+    rows.push(await compare(authed, baseline, latency, 50, hs256));
+    await stop(authed);
+  }
   notes.push(
     `Peak RSS after the ${latency} ms runs: service ${peakRssMb(service.child.pid!)} MB, baseline ${peakRssMb(baseline.child.pid!)} MB.`,
   );
