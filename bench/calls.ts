@@ -3,41 +3,25 @@
 //   fake) against the same multipart POST sent straight to the fake, median of many, interleaved;
 // - how late deadline hangups come on the real clock (MAX_CALL_SECONDS=10, many calls at once).
 // Run: npx tsx bench/calls.ts
-import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
-import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { buildInstructions, buildSession, resolveChoice } from '../src/realtime/session.js';
 import { FakeOpenAI, FAKE_API_KEY } from '../test/support/fake-openai.js';
 import { multipart, SDP_OFFER } from '../test/support/calls.js';
 import { waitUntil } from '../test/support/wait.js';
+import { appFor } from './in-process.js';
 
 const ORIGIN = 'https://www.espn.com';
 const SAMPLES = Number(process.env.SAMPLES ?? 500);
 const DEADLINE_CALLS = Number(process.env.DEADLINE_CALLS ?? 50);
 
-async function appFor(fake: FakeOpenAI, env: Record<string, string> = {}): Promise<FastifyInstance> {
-  const config = loadConfig({
-    OPENAI_API_KEY: FAKE_API_KEY,
-    OPENAI_BASE_URL: fake.baseUrl,
-    ALLOWED_ORIGINS: ORIGIN,
-    RATE_LIMIT_PER_MINUTE: '1000000',
-    MINTS_PER_CLIENT_PER_DAY: '0',
-    MAX_CONCURRENT_CALLS_PER_CLIENT: '1000',
-    LOG_LEVEL: 'silent',
-    ...env,
-  });
-  const app = await buildApp(config);
-  await app.ready();
-  return app;
-}
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 const p95 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length * 0.95)] as number;
 
 async function relayOverhead(): Promise<void> {
   const fake = await FakeOpenAI.start({ keepRequests: false });
-  const app = await appFor(fake);
+  const app = await appFor(fake, { MAX_CONCURRENT_CALLS_PER_CLIENT: '1000' });
   const config = loadConfig({ OPENAI_API_KEY: FAKE_API_KEY, ALLOWED_ORIGINS: ORIGIN });
   const choice = resolveChoice(config, undefined);
   const upstream = await multipart({
@@ -88,7 +72,7 @@ async function relayOverhead(): Promise<void> {
 
 async function hangupLateness(): Promise<void> {
   const fake = await FakeOpenAI.start();
-  const app = await appFor(fake, { MAX_CALL_SECONDS: '10' });
+  const app = await appFor(fake, { MAX_CALL_SECONDS: '10', MAX_CONCURRENT_CALLS_PER_CLIENT: '1000' });
   for (let i = 0; i < DEADLINE_CALLS; i++) {
     await app.inject({ method: 'POST', url: '/v1/realtime/calls', headers: { origin: ORIGIN, 'content-type': 'application/sdp' }, payload: SDP_OFFER });
   }

@@ -9,7 +9,8 @@ import { FakeOpenAI, FAKE_API_KEY } from '../test/support/fake-openai.js';
 
 const ORIGIN = 'https://www.espn.com';
 
-async function appFor(fake: FakeOpenAI, env: Record<string, string> = {}): Promise<FastifyInstance> {
+/** The service in-process against the fake, limits out of the way (also used by bench/calls.ts). */
+export async function appFor(fake: FakeOpenAI, env: Record<string, string> = {}): Promise<FastifyInstance> {
   const config = loadConfig({
     OPENAI_API_KEY: FAKE_API_KEY,
     OPENAI_BASE_URL: fake.baseUrl,

@@ -5,6 +5,37 @@
 //   session.events.onmessage = (e) => console.log(JSON.parse(e.data));
 //   ...later: session.close();
 
+/** With caller authentication on (AUTH_JWKS_URL / AUTH_JWT_SECRET), the signed-in user's JWT as a header. */
+async function authHeader(media) {
+  return media.getAuthToken ? { Authorization: `Bearer ${await media.getAuthToken()}` } : {};
+}
+
+/** The one error envelope, {error: {code, message, request_id, retry_after?}}, as an Error. */
+async function serviceError(response) {
+  const { error } = await response.json();
+  const wait = error.retry_after ? ` (retry in ${error.retry_after} s)` : '';
+  return new Error(`token service: ${error.code} ${error.message}${wait} [${error.request_id}]`);
+}
+
+/** A peer connection with the microphone and the events channel: the model's voice comes back as a remote track. */
+async function peerWithMicrophone(media) {
+  const pc = new RTCPeerConnection();
+  const audio = media.audioElement ?? Object.assign(document.createElement('audio'), { autoplay: true });
+  pc.ontrack = (event) => {
+    audio.srcObject = event.streams[0];
+  };
+  const microphone = media.microphone ?? (await navigator.mediaDevices.getUserMedia({ audio: true }));
+  for (const track of microphone.getAudioTracks()) pc.addTrack(track, microphone);
+  const events = pc.createDataChannel('oai-events');
+  await pc.setLocalDescription(await pc.createOffer());
+  const stop = () => {
+    events.close();
+    pc.close();
+    for (const track of microphone.getTracks()) track.stop();
+  };
+  return { pc, events, stop };
+}
+
 /**
  * @param {string} serviceUrl  base URL of the token service
  * @param {{model?: string, voice?: string, difficulty?: 'easy'|'savage'|'expert', sport?: string, instructions?: string}} options
@@ -14,49 +45,34 @@
  */
 export async function startParkerSession(serviceUrl, options = {}, media = {}) {
   // 1. A short-lived secret from the token service (the browser sends its Origin itself).
-  const auth = media.getAuthToken ? { Authorization: `Bearer ${await media.getAuthToken()}` } : {};
   const tokenResponse = await fetch(`${serviceUrl}/v1/realtime/token`, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json', ...auth },
+    headers: { 'Content-Type': 'application/json', ...(await authHeader(media)) },
     body: JSON.stringify(options),
   });
-  if (!tokenResponse.ok) {
-    // The one error envelope: {error: {code, message, request_id, retry_after?}}
-    const { error } = await tokenResponse.json();
-    const wait = error.retry_after ? ` (retry in ${error.retry_after} s)` : '';
-    throw new Error(`token service: ${error.code} ${error.message}${wait} [${error.request_id}]`);
-  }
+  if (!tokenResponse.ok) throw await serviceError(tokenResponse);
   const token = await tokenResponse.json();
 
-  // 2. A peer connection: the model's voice comes back as a remote track, events on a data channel.
-  const pc = new RTCPeerConnection();
-  const audio = media.audioElement ?? Object.assign(document.createElement('audio'), { autoplay: true });
-  pc.ontrack = (event) => {
-    audio.srcObject = event.streams[0];
-  };
-  const microphone = media.microphone ?? (await navigator.mediaDevices.getUserMedia({ audio: true }));
-  for (const track of microphone.getAudioTracks()) pc.addTrack(track, microphone);
-  const events = pc.createDataChannel('oai-events');
+  // 2. A peer connection with the microphone and its SDP offer.
+  const { pc, events, stop } = await peerWithMicrophone(media);
 
   // 3. The SDP offer goes to OpenAI with the secret as bearer; the answer completes the handshake.
-  await pc.setLocalDescription(await pc.createOffer());
   const answer = await fetch(token.web_rtc_url, {
     method: 'POST',
     headers: { Authorization: `Bearer ${token.client_secret}`, 'Content-Type': 'application/sdp' },
     body: pc.localDescription.sdp,
   });
-  if (!answer.ok) throw new Error(`OpenAI refused the call: ${answer.status}`);
+  if (!answer.ok) {
+    stop();
+    throw new Error(`OpenAI refused the call: ${answer.status}`);
+  }
   await pc.setRemoteDescription({ type: 'answer', sdp: await answer.text() });
 
   return {
     pc,
     events,
     token: { expiresAt: token.expires_at, sessionId: token.session_id, model: token.model, voice: token.voice },
-    close() {
-      events.close();
-      pc.close();
-      for (const track of microphone.getTracks()) track.stop();
-    },
+    close: stop,
   };
 }
 
@@ -71,31 +87,23 @@ export async function startParkerSession(serviceUrl, options = {}, media = {}) {
 /**
  * @param {string} serviceUrl  base URL of the token service
  * @param {{model?: string, voice?: string, difficulty?: 'easy'|'savage'|'expert', sport?: string}} choices
- * @param {{audioElement?: HTMLAudioElement, microphone?: MediaStream}} [media]
+ * @param {{audioElement?: HTMLAudioElement, microphone?: MediaStream, getAuthToken?: () => Promise<string>}} [media]
  */
 export async function startParkerCall(serviceUrl, choices = {}, media = {}) {
-  const pc = new RTCPeerConnection();
-  const audio = media.audioElement ?? Object.assign(document.createElement('audio'), { autoplay: true });
-  pc.ontrack = (event) => {
-    audio.srcObject = event.streams[0];
-  };
-  const microphone = media.microphone ?? (await navigator.mediaDevices.getUserMedia({ audio: true }));
-  for (const track of microphone.getAudioTracks()) pc.addTrack(track, microphone);
-  const events = pc.createDataChannel('oai-events');
-  await pc.setLocalDescription(await pc.createOffer());
+  const { pc, events, stop } = await peerWithMicrophone(media);
 
-  // The choices travel in the query; the body is the offer itself. No Authorization header.
+  // The choices travel in the query; the body is the offer itself. No credential of OpenAI's at all
+  // (only the user's JWT when the service requires sign-in).
+  const auth = await authHeader(media);
   const query = new URLSearchParams(Object.entries(choices).filter(([, value]) => value !== undefined));
   const response = await fetch(`${serviceUrl}/v1/realtime/calls?${query}`, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/sdp' },
+    headers: { 'Content-Type': 'application/sdp', ...auth },
     body: pc.localDescription.sdp,
   });
   if (!response.ok) {
-    const { error } = await response.json();
-    const wait = error.retry_after ? ` (retry in ${error.retry_after} s)` : '';
-    pc.close();
-    throw new Error(`token service: ${error.code} ${error.message}${wait} [${error.request_id}]`);
+    stop();
+    throw await serviceError(response);
   }
   // Location and X-Call-Ends-At are exposed through CORS.
   const location = response.headers.get('Location');
@@ -108,10 +116,8 @@ export async function startParkerCall(serviceUrl, choices = {}, media = {}) {
     callId: location.split('/').pop(),
     endsAt,
     async close() {
-      events.close();
-      pc.close();
-      for (const track of microphone.getTracks()) track.stop();
-      await fetch(new URL(location, serviceUrl), { method: 'DELETE' }).catch(() => undefined);
+      stop();
+      await fetch(new URL(location, serviceUrl), { method: 'DELETE', headers: auth }).catch(() => undefined);
     },
   };
 }
