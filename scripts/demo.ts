@@ -36,6 +36,8 @@ const config = loadConfig({
   // The curl's origin, and the docs page's own so "Try it out" in /docs works. Only here: a real
   // deployment allows exactly the origins ALLOWED_ORIGINS names.
   ALLOWED_ORIGINS: JSON.stringify([SITE_ORIGIN, `http://localhost:${port}`, `http://127.0.0.1:${port}`, `http://[::1]:${port}`]),
+  // A daily budget, as production should have one (README, "Protecting your key").
+  GLOBAL_MINTS_PER_DAY: '1000',
   LOG_FORMAT: process.env.LOG_FORMAT || 'pretty',
   LOG_LEVEL: process.env.LOG_LEVEL || 'info',
 });

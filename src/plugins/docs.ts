@@ -62,7 +62,7 @@ export const docs = fp(
             'then "Execute" (this works in `npm run demo`, which allows this page\'s origin).',
         },
         tags: [
-          { name: 'realtime', description: 'Client secrets for the Realtime API' },
+          { name: 'realtime', description: 'Client secrets and relayed calls for the Realtime API' },
           { name: 'operations', description: 'Health, readiness and service information' },
         ],
         ...(bearerAuth
