@@ -19,14 +19,11 @@ export const requestContext = fp(
       reply.header('x-request-id', request.id);
       done();
     });
-    // While closing, answers in flight end their keep-alive connection, or close() would wait for
-    // the client to hang up (Fastify only closes connections that are idle when close() starts).
-    let closing = false;
-    app.addHook('preClose', async () => {
-      closing = true;
-    });
+    // While closing (the draining plugin's flag), answers in flight end their keep-alive connection,
+    // or close() would wait for the client to hang up (Fastify only closes connections that are
+    // idle when close() starts).
     app.addHook('onSend', (_request, reply, payload, done) => {
-      if (closing) reply.header('connection', 'close');
+      if (app.draining) reply.header('connection', 'close');
       done(null, payload);
     });
     app.addHook('onResponse', (request, reply, done) => {
