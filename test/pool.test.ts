@@ -103,8 +103,28 @@ describe('warm secret pool (TOKEN_POOL_SIZE): the default session', () => {
     expect((await t.mint({})).statusCode).toBe(200);
     expect((await t.mint({})).statusCode).toBe(200);
     expectEnvelope(await t.mint({}), 503);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Nothing to await: this proves an absence. 800 ms is past the next paced refill (>= 2/s).
+    await new Promise((resolve) => setTimeout(resolve, 800));
     expect(openai.fake.mintRequests.length).toBe(callsWhenOpen);
+    // The breaker alone keeps refills from OpenAI; the pool does not even try while it is open.
+    expect(t.logs.find('token pool: refill failed; backing off')).toHaveLength(0);
+  });
+
+  it('respects the global budget: no refill once it is spent', async () => {
+    t = await openai.app({ TOKEN_POOL_SIZE: '2', TOKEN_POOL_REFILL_PER_SECOND: '100', GLOBAL_MINTS_PER_MINUTE: '2' });
+    await waitUntil(async () => (await poolStats()).size === 2, 'pool full');
+    // one of two: the budget still has room, so the pool refills
+    expect((await t.mint({})).statusCode).toBe(200);
+    await waitUntil(async () => (await poolStats()).size === 2, 'pool refilled');
+    // two of two: spent, so the secret handed out is not replaced
+    expect((await t.mint({})).statusCode).toBe(200);
+    const callsWhenSpent = openai.fake.mintRequests.length;
+    expectEnvelope(await t.mint({}), 503);
+    // Nothing to await: this proves an absence. Refills start at least 2/s before the drain is
+    // known, so 800 ms is past the next one (without the budget gate this test sees it).
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    expect(openai.fake.mintRequests.length).toBe(callsWhenSpent);
+    expect((await poolStats()).size).toBe(1);
   });
 
   it('close() discards the pooled secrets and stops refilling', async () => {
@@ -220,10 +240,11 @@ describe('warm secret pool: following demand', () => {
     expectEnvelope(await t.mint(nba), 503);
     const callsWhenOpen = openai.fake.mintRequests.length;
     expect((await t.mint({})).statusCode).toBe(200);
-    // Nothing to await: this proves an absence, so give a refill (100/s) ample time to start.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Nothing to await: this proves an absence. 800 ms is past the next paced refill (>= 2/s).
+    await new Promise((resolve) => setTimeout(resolve, 800));
     expect(openai.fake.mintRequests.length).toBe(callsWhenOpen);
     expect(openai.fake.mintRequests.filter((r) => sportOf(r) === 'nba')).toHaveLength(1);
+    expect(t.logs.find('token pool: refill failed; backing off')).toHaveLength(0);
   });
 });
 
