@@ -66,8 +66,7 @@ export class SecretMinter {
       ({ instructions, body } = session);
     } else {
       // Free text: neither pooled nor cached.
-      instructions = buildInstructions(this.config, choice);
-      body = JSON.stringify(buildClientSecretRequest(this.config, choice, instructions));
+      ({ instructions, body } = this.build(choice));
     }
     const started = performance.now();
     try {
@@ -84,12 +83,16 @@ export class SecretMinter {
     let session = this.prepared.get(key);
     if (!session) {
       if (this.prepared.size >= PREPARED_LIMIT) this.prepared.clear();
-      const instructions = buildInstructions(this.config, choice);
-      const body = JSON.stringify(buildClientSecretRequest(this.config, choice, instructions));
-      session = { key, choice, instructions, body };
+      session = { key, choice, ...this.build(choice) };
       this.prepared.set(key, session);
     }
     return session;
+  }
+
+  /** The persona and the serialized upstream body of a choice. */
+  private build(choice: SessionChoice): { instructions: string; body: string } {
+    const instructions = buildInstructions(this.config, choice);
+    return { instructions, body: JSON.stringify(buildClientSecretRequest(this.config, choice, instructions)) };
   }
 
   private callOpenAI(body: string, log: FastifyBaseLogger): Promise<MintedSecret> {
