@@ -5,7 +5,8 @@
 // Run: npx tsx bench/calls.ts
 import { request } from 'undici';
 import { loadConfig } from '../src/config.js';
-import { buildInstructions, buildSession, resolveChoice } from '../src/realtime/session.js';
+import { resolveChoice } from '../src/realtime/choices.js';
+import { buildInstructions, buildSession } from '../src/realtime/session.js';
 import { FakeOpenAI, FAKE_API_KEY } from '../test/support/fake-openai.js';
 import { multipart, SDP_OFFER } from '../test/support/calls.js';
 import { waitUntil } from '../test/support/wait.js';

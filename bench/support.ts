@@ -4,7 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { loadConfig } from '../src/config.js';
-import { buildClientSecretRequest, buildInstructions, resolveChoice } from '../src/realtime/session.js';
+import { resolveChoice } from '../src/realtime/choices.js';
+import { buildClientSecretRequest, buildInstructions } from '../src/realtime/session.js';
 import { FAKE_API_KEY } from '../test/support/fake-openai.js';
 
 export const ORIGIN = 'https://www.espn.com';

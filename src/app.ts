@@ -1,32 +1,26 @@
 import underPressure from '@fastify/under-pressure';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
-import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { AppError, clientErrorHandler, errorHandling, expectationFailed } from './errors.js';
-import { boundedStdout, createLogger, type BoundedDestination } from './logger.js';
-import { ServiceMetrics } from './metrics.js';
-import { CircuitBreaker } from './openai/circuit-breaker.js';
-import { OpenAIClient } from './openai/client.js';
-import { UpstreamHealth } from './openai/upstream-health.js';
+import { BODY_LIMIT_BYTES, MAX_HEADER_BYTES, MAX_LOGGED_CHARS } from './limits.js';
+import { callerAuth } from './plugins/caller-auth.js';
+import { clientAddressing } from './plugins/client-address.js';
 import { docs } from './plugins/docs.js';
 import { draining } from './plugins/draining.js';
-import { guards } from './plugins/guards.js';
-import { identity, MAX_LOGGED_CHARS, type JwtVerifierOptions } from './plugins/identity.js';
-import { MintBudget, rateLimiting } from './plugins/rate-limit.js';
-import { createRedis, failoverStore, localStore, RateLimitStoreState } from './plugins/rate-limit-store.js';
+import { rateLimiting } from './plugins/rate-limit.js';
+import { failoverStore, localStore } from './plugins/rate-limit-store.js';
 import { requestContext, requestIdFor } from './plugins/request-context.js';
 import { security } from './plugins/security.js';
-import { CallManager } from './realtime/calls.js';
-import { MemoryCallStore, RedisCallStore } from './realtime/calls-store.js';
-import { SecretMinter, type PreparedSession } from './realtime/minter.js';
-import { SecretPool } from './realtime/secret-pool.js';
-import { callsRoutes } from './routes/calls.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { rootRoutes } from './routes/root.js';
-import { tokenRoutes } from './routes/token.js';
+import { refuseUnguardedV1, v1Routes } from './routes/v1/index.js';
+import type { CallManager } from './realtime/calls.js';
+import { createServices, type AppDeps } from './services.js';
 import { VERSION } from './version.js';
+
+export type { AppDeps } from './services.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -35,105 +29,10 @@ declare module 'fastify' {
   }
 }
 
-export const BODY_LIMIT_BYTES = 16 * 1024;
-
-/** What a test (or the server) may swap: no module is monkey-patched. */
-export interface AppDeps {
-  logger?: Logger;
-  /** Milliseconds since the epoch: breaker cooldowns, pool expiry, upstream health cache (upstream
-   * deadlines use the monotonic clock). */
-  now?: () => number;
-  /** Backoff jitter. */
-  random?: () => number;
-  /** Caller authentication knobs (tests shorten the JWKS refetch cooldown). */
-  jwt?: JwtVerifierOptions;
-}
-
-/** Request headers larger than this are refused (431) before any work: a cap on what a log line or a key can carry. */
-export const MAX_HEADER_BYTES = 8 * 1024;
-
-/** Builds the whole service without listening. */
+/** Builds the whole service without listening: the services, then the HTTP wiring on them. */
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
-  // Our own stdout is bounded (drops rather than exhausts memory); an injected logger is the caller's.
-  const logDestination: BoundedDestination | undefined = deps.logger || config.logFormat !== 'json' ? undefined : boundedStdout();
-  const logger: FastifyBaseLogger = deps.logger ?? createLogger(config, logDestination);
-  const now = deps.now ?? Date.now;
-  const metrics = new ServiceMetrics(config.metricsEnabled);
-  const budget = new MintBudget(config);
-  if (config.globalMintsPerDay === undefined) {
-    logger.warn('no GLOBAL_MINTS_PER_DAY: nothing bounds how many client secrets the whole service mints in a day');
-  }
-
-  const client = new OpenAIClient({
-    baseUrl: config.openaiBaseUrl,
-    apiKey: config.openaiApiKey,
-    timeoutMs: config.openaiTimeoutMs,
-    maxRetries: config.openaiMaxRetries,
-    random: deps.random,
-    onAttempt: (operation, outcome, seconds) => metrics.observeUpstream(operation, outcome, seconds),
-  });
-  const breaker = new CircuitBreaker({
-    threshold: config.circuitBreakerThreshold,
-    cooldownMs: config.circuitBreakerCooldownMs,
-    now,
-    onTransition: (from, to, consecutiveFailures) => {
-      logger[to === 'open' ? 'warn' : 'info'](
-        { breaker_from: from, breaker_to: to, consecutive_failures: consecutiveFailures },
-        `circuit breaker ${to}`,
-      );
-    },
-  });
-  const minter = new SecretMinter(config, client, breaker);
-  const poolLog = logger.child({ component: 'token-pool' });
-  const pool =
-    config.tokenPoolSize > 0
-      ? new SecretPool<PreparedSession>({
-          size: config.tokenPoolSize,
-          minRemainingSeconds: config.tokenPoolMinRemainingSeconds,
-          ttlSeconds: config.tokenTtlSeconds,
-          refillPerSecond: config.tokenPoolRefillPerSecond,
-          mode: config.tokenPoolMode,
-          seed: { key: minter.defaultSession.key, config: minter.defaultSession },
-          mint: (session) => minter.mintPrepared(session, poolLog),
-          // No refills while OpenAI is failing or the service's budget is spent.
-          upstreamWaitMs: () => Math.max(breaker.retryAfterMs, budget.waitMs()),
-          log: poolLog,
-          now,
-        })
-      : undefined;
-  if (pool) minter.usePool(pool);
-  const upstreamHealth = new UpstreamHealth(
-    () => client.checkHealth(Math.min(5_000, config.openaiTimeoutMs)),
-    config.healthCheckIntervalSeconds * 1000,
-    now,
-    (from, to) => {
-      if (to === 'unauthorized') logger.error({ openai_status: to }, 'OpenAI refused the API key (401/403 on GET /models): /readyz answers 503');
-      else logger[to === 'connected' ? 'info' : 'warn']({ openai_status_from: from, openai_status: to }, `OpenAI status ${to}`);
-    },
-  );
-  const redis = config.redisUrl ? await createRedis(config.redisUrl) : undefined;
-  const storeState = new RateLimitStoreState(redis !== undefined, logger);
-  // Relayed calls: deadlines shared in Redis when there is one (any replica hangs up what is due).
-  const calls = new CallManager({
-    config,
-    client,
-    breaker,
-    shared: redis ? new RedisCallStore(redis) : undefined,
-    local: new MemoryCallStore(),
-    log: logger.child({ component: 'calls' }),
-    now,
-    random: deps.random ?? Math.random,
-    onEnded: (reason) => metrics.callsEnded.inc({ reason }),
-    onHangupFailure: () => metrics.hangupFailures.inc(),
-  });
-  metrics.watchCalls(() => calls.activeCount());
-  metrics.watch({
-    breakerState: () => breaker.state,
-    rateLimitStore: () => storeState.mode,
-    pool,
-    budget: () => budget.windows,
-    droppedLogLines: () => logDestination?.droppedLines ?? 0,
-  });
+  const services = await createServices(config, deps);
+  const { logger, metrics, client, breaker, pool, upstreamHealth, sharedState, calls, redis } = services;
 
   const app = Fastify({
     loggerInstance: logger,
@@ -155,6 +54,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     }),
   });
   app.server.on('checkExpectation', expectationFailed);
+  // Before any route: a /v1 route outside the guarded scope refuses to boot.
+  app.addHook('onRoute', refuseUnguardedV1);
 
   // zod validates what comes in. What goes out is built field by field by handlers whose return
   // types TypeScript checks against the same zod schemas (which also drive the docs), so the
@@ -188,7 +89,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   await app.register(requestContext);
   await app.register(draining);
-  await app.register(identity, { config, log: logger, jwt: deps.jwt });
+  await app.register(clientAddressing, { config, log: logger });
+  await app.register(callerAuth, { config, jwt: deps.jwt });
   await app.register(underPressure, {
     // Event-loop delay, not utilization: a busy but responsive server (ELU near 1 under load) keeps serving.
     maxEventLoopDelay: 1_000,
@@ -202,43 +104,25 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(security, { config });
   await app.register(rateLimiting, {
     config,
-    store: redis ? failoverStore(redis, storeState) : localStore(),
-    budget,
+    store: redis ? failoverStore(redis, sharedState) : localStore(),
+    budget: services.budget,
     log: logger,
   });
-  await app.register(guards, { config });
   await app.register(docs, { version: VERSION, config, bearerAuth: config.authEnabled });
 
   await app.register(rootRoutes, { version: VERSION, metricsEnabled: config.metricsEnabled, pool });
-  await app.register(healthRoutes, { version: VERSION, upstreamHealth, breaker, rateLimitStore: storeState, pool });
-  await app.register(tokenRoutes, { config, minter, metrics });
-  await app.register(callsRoutes, { config, calls, metrics });
+  await app.register(healthRoutes, { version: VERSION, upstreamHealth, breaker, rateLimitStore: sharedState, pool });
+  await app.register(v1Routes, { config, minter: services.minter, calls, metrics });
   app.decorate('calls', calls);
   if (config.metricsEnabled) await app.register(metricsRoutes, { metrics });
 
-  app.addHook('onReady', async () => {
-    // Not awaited: the service answers (on in-process limits) while Redis connects.
-    redis?.connect().catch(() => undefined);
-    // The first upstream check at boot: a deploy with a bad key fails /readyz at its first probe,
-    // and the first mint finds an open connection to OpenAI (no cold TLS handshake), kept warm.
-    upstreamHealth.refresh();
-    client.keepWarm();
-    pool?.start();
-    calls.watch();
-  });
+  app.addHook('onReady', async () => services.start());
   // SIGTERM: mints in flight get what is left of SHUTDOWN_TIMEOUT_MS (less a second to answer),
   // so each ends with an answer (a minted secret, or a 503 to retry elsewhere) before the exit.
   app.addHook('preClose', async () => {
     const timeout = config.shutdownTimeoutMs;
-    client.drain(Math.max(0, timeout - Math.min(1_000, timeout / 2)));
+    services.drain(Math.max(0, timeout - Math.min(1_000, timeout / 2)));
   });
-  app.addHook('onClose', async () => {
-    pool?.close();
-    // Before the client closes: hangups in flight finish; deadlines in Redis stay for the others.
-    await calls.close();
-    await upstreamHealth.settled();
-    await client.close();
-    if (redis) await redis.quit().catch(() => redis.disconnect());
-  });
+  app.addHook('onClose', async () => services.close());
   return app;
 }

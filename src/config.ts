@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { scrubSecrets, secretScrubber } from './openai/sanitize.js';
+import { scrubSecrets, secretScrubber } from './redact.js';
 
 export const DEFAULT_MODELS = [
   'gpt-realtime',
@@ -97,7 +97,7 @@ export function parseList(raw: string): string[] | { error: string } {
     .filter((item) => item !== '');
 }
 
-function listVar(fallback: readonly string[] | undefined, check?: (item: string) => string | undefined) {
+function listVar(fallback: readonly string[] | undefined, check?: (item: string) => string | undefined, normalize = (item: string) => item) {
   return z
     .string()
     .optional()
@@ -107,7 +107,7 @@ function listVar(fallback: readonly string[] | undefined, check?: (item: string)
           ctx.addIssue({ code: 'custom', message: 'is required (a JSON array or comma-separated list)' });
           return z.NEVER;
         }
-        return [...fallback];
+        return Object.freeze<readonly string[]>([...fallback]);
       }
       const items = parseList(raw);
       if (!Array.isArray(items)) {
@@ -123,7 +123,7 @@ function listVar(fallback: readonly string[] | undefined, check?: (item: string)
         ctx.addIssue({ code: 'custom', message: problems.join('; ') });
         return z.NEVER;
       }
-      return [...new Set(items)];
+      return Object.freeze<readonly string[]>([...new Set(items.map(normalize))]);
     });
 }
 
@@ -137,10 +137,12 @@ function checkOrigin(item: string): string | undefined {
   return undefined;
 }
 
+const lowerCase = (item: string) => item.toLowerCase();
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-const envSchema = z
-  .object({
+/** The environment, one key per variable: the Config type and its fields are derived from it. */
+const envShape = {
     OPENAI_API_KEY: z
       .string({ error: 'is required' })
       .trim()
@@ -181,8 +183,10 @@ const envSchema = z
     ALLOWED_MODELS: listVar(DEFAULT_MODELS),
     ALLOWED_VOICES: listVar(DEFAULT_VOICES),
     TOKEN_TTL_SECONDS: intVar(600, 10, 7200),
-    ALLOWED_ORIGINS: listVar(undefined, checkOrigin),
-    CORS_ORIGINS: listVar([], checkOrigin),
+    // Origins are compared exactly; browsers serialize scheme and host in lower case.
+    ALLOWED_ORIGINS: listVar(undefined, checkOrigin, lowerCase),
+    // Empty: the same as ALLOWED_ORIGINS (filled in below).
+    CORS_ORIGINS: listVar([], checkOrigin, lowerCase),
     ALLOW_MISSING_ORIGIN: booleanVar(false),
     RATE_LIMIT_PER_MINUTE: intVar(10, 1, 1_000_000),
     RATE_LIMIT_BURST: intVar(undefined, 1, 1_000_000),
@@ -291,7 +295,10 @@ const envSchema = z
     // Relayed calls (POST /v1/realtime/calls): OpenAI's own limit is 60 minutes a session.
     MAX_CALL_SECONDS: intVar(1800, 10, 3600),
     MAX_CONCURRENT_CALLS_PER_CLIENT: intVar(2, 1, 1000),
-  })
+};
+
+const envSchema = z
+  .object(envShape)
   .superRefine((env, ctx) => {
     if (env.AUTH_JWKS_URL && env.AUTH_JWT_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['AUTH_JWT_SECRET'], message: 'set AUTH_JWKS_URL or AUTH_JWT_SECRET, not both' });
@@ -318,58 +325,23 @@ const envSchema = z
   });
 
 /** Every environment variable the service reads. */
-export const ENV_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+export const ENV_VARIABLES: readonly string[] = Object.keys(envShape);
 
-export interface Config {
-  readonly openaiApiKey: string;
-  readonly openaiBaseUrl: string;
-  readonly port: number;
-  readonly host: string;
-  readonly realtimeModel: string;
-  readonly realtimeVoice: string;
-  readonly allowedModels: readonly string[];
-  readonly allowedVoices: readonly string[];
-  readonly tokenTtlSeconds: number;
-  readonly allowedOrigins: readonly string[];
-  readonly corsOrigins: readonly string[];
-  readonly allowMissingOrigin: boolean;
-  readonly rateLimitPerMinute: number;
-  readonly rateLimitBurst: number | undefined;
-  readonly trustProxy: number;
-  readonly redisUrl: string | undefined;
-  readonly openaiTimeoutMs: number;
-  readonly openaiMaxRetries: number;
-  readonly circuitBreakerThreshold: number;
-  readonly circuitBreakerCooldownMs: number;
-  readonly defaultInstructions: string;
-  readonly defaultMaxTokens: number;
-  readonly defaultSpeed: number;
-  readonly maxInstructionsChars: number;
-  readonly healthCheckIntervalSeconds: number;
-  readonly metricsEnabled: boolean;
-  readonly logLevel: string;
-  readonly logFormat: 'json' | 'pretty';
-  readonly tokenPoolSize: number;
-  readonly tokenPoolMinRemainingSeconds: number;
-  readonly tokenPoolRefillPerSecond: number;
-  /** demand: warm what clients ask for; default: only the default session. */
-  readonly tokenPoolMode: 'demand' | 'default';
-  readonly shutdownTimeoutMs: number;
-  readonly rateLimitIpv6Prefix: number;
-  /** 0 = no daily quota. */
-  readonly mintsPerClientPerDay: number;
-  readonly globalMintsPerMinute: number | undefined;
-  readonly globalMintsPerDay: number | undefined;
-  readonly authJwksUrl: string | undefined;
-  /** Never logged or printed. */
-  readonly authJwtSecret: string | undefined;
-  readonly authIssuer: string | undefined;
-  readonly authAudience: readonly string[];
-  /** Whether minting routes require a bearer JWT (AUTH_JWKS_URL or AUTH_JWT_SECRET set). */
+type Env = z.output<typeof envSchema>;
+/** OPENAI_API_KEY -> openaiApiKey. */
+type CamelCase<S extends string> = S extends `${infer Head}_${infer Tail}` ? `${Lowercase<Head>}${Capitalize<CamelCase<Tail>>}` : Lowercase<S>;
+
+/**
+ * The validated environment, one camelCase field per variable (HEALTH_CHECK_INTERVAL ->
+ * healthCheckInterval), plus what is derived from several. Frozen. Modules take the slice they read
+ * (`Pick<Config, ...>`).
+ */
+export type Config = { readonly [K in keyof Env as CamelCase<K & string>]: Env[K] } & {
+  /** Whether the /v1 routes require a bearer JWT (AUTH_JWKS_URL or AUTH_JWT_SECRET set). */
   readonly authEnabled: boolean;
-  readonly maxCallSeconds: number;
-  readonly maxConcurrentCallsPerClient: number;
-}
+};
+
+const camelCase = (name: string) => name.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 export class ConfigError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -390,54 +362,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const problems = result.error.issues.map((issue) => scrub(`${issue.path.join('.')} ${issue.message}`));
     throw new ConfigError([...new Set(problems)]);
   }
-  const e = result.data;
-  // Origins are compared exactly; browsers serialize scheme and host in lower case.
-  const allowedOrigins = e.ALLOWED_ORIGINS.map((o) => o.toLowerCase());
-  const corsOrigins = e.CORS_ORIGINS.length > 0 ? e.CORS_ORIGINS.map((o) => o.toLowerCase()) : allowedOrigins;
-  return Object.freeze({
-    openaiApiKey: e.OPENAI_API_KEY,
-    openaiBaseUrl: e.OPENAI_BASE_URL,
-    port: e.PORT,
-    host: e.HOST,
-    realtimeModel: e.REALTIME_MODEL,
-    realtimeVoice: e.REALTIME_VOICE,
-    allowedModels: Object.freeze(e.ALLOWED_MODELS),
-    allowedVoices: Object.freeze(e.ALLOWED_VOICES),
-    tokenTtlSeconds: e.TOKEN_TTL_SECONDS,
-    allowedOrigins: Object.freeze(allowedOrigins),
-    corsOrigins: Object.freeze(corsOrigins),
-    allowMissingOrigin: e.ALLOW_MISSING_ORIGIN,
-    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
-    rateLimitBurst: e.RATE_LIMIT_BURST,
-    trustProxy: e.TRUST_PROXY,
-    redisUrl: e.REDIS_URL,
-    openaiTimeoutMs: e.OPENAI_TIMEOUT_MS,
-    openaiMaxRetries: e.OPENAI_MAX_RETRIES,
-    circuitBreakerThreshold: e.CIRCUIT_BREAKER_THRESHOLD,
-    circuitBreakerCooldownMs: e.CIRCUIT_BREAKER_COOLDOWN_MS,
-    defaultInstructions: e.DEFAULT_INSTRUCTIONS,
-    defaultMaxTokens: e.DEFAULT_MAX_TOKENS,
-    defaultSpeed: e.DEFAULT_SPEED,
-    maxInstructionsChars: e.MAX_INSTRUCTIONS_CHARS,
-    healthCheckIntervalSeconds: e.HEALTH_CHECK_INTERVAL,
-    metricsEnabled: e.METRICS_ENABLED,
-    logLevel: e.LOG_LEVEL,
-    logFormat: e.LOG_FORMAT,
-    tokenPoolSize: e.TOKEN_POOL_SIZE,
-    tokenPoolMinRemainingSeconds: e.TOKEN_POOL_MIN_REMAINING_SECONDS,
-    tokenPoolRefillPerSecond: e.TOKEN_POOL_REFILL_PER_SECOND,
-    tokenPoolMode: e.TOKEN_POOL_MODE,
-    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
-    rateLimitIpv6Prefix: e.RATE_LIMIT_IPV6_PREFIX,
-    mintsPerClientPerDay: e.MINTS_PER_CLIENT_PER_DAY,
-    globalMintsPerMinute: e.GLOBAL_MINTS_PER_MINUTE,
-    globalMintsPerDay: e.GLOBAL_MINTS_PER_DAY,
-    authJwksUrl: e.AUTH_JWKS_URL,
-    authJwtSecret: e.AUTH_JWT_SECRET,
-    authIssuer: e.AUTH_ISSUER,
-    authAudience: Object.freeze(e.AUTH_AUDIENCE),
-    authEnabled: e.AUTH_JWKS_URL !== undefined || e.AUTH_JWT_SECRET !== undefined,
-    maxCallSeconds: e.MAX_CALL_SECONDS,
-    maxConcurrentCallsPerClient: e.MAX_CONCURRENT_CALLS_PER_CLIENT,
-  });
+  const valid = result.data;
+  const fields: Record<string, unknown> = {};
+  // Every variable, set or not (an unset optional one is an explicit undefined).
+  for (const name of ENV_VARIABLES) fields[camelCase(name)] = valid[name as keyof typeof valid];
+  if (valid.CORS_ORIGINS.length === 0) fields.corsOrigins = valid.ALLOWED_ORIGINS;
+  fields.authEnabled = valid.AUTH_JWKS_URL !== undefined || valid.AUTH_JWT_SECRET !== undefined;
+  return Object.freeze(fields) as Config;
 }

@@ -5,6 +5,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { BODY_LIMIT_BYTES, kib, MAX_HEADER_BYTES } from './limits.js';
 
 /** Why a request was refused: the label of the refusal log line and of the refusals metric. */
 export type RefusalReason =
@@ -108,7 +109,7 @@ function fieldProblems(validation: readonly unknown[]): FieldProblem[] {
 }
 
 /** Turns anything thrown by any layer into an AppError whose message is safe to send. */
-export function toAppError(error: FastifyError | AppError | Error): AppError {
+function toAppError(error: FastifyError | AppError | Error): AppError {
   if (error instanceof AppError) return error;
   if (hasZodFastifySchemaValidationErrors(error)) {
     return new AppError(422, 'The request body does not match the schema.', {
@@ -121,7 +122,7 @@ export function toAppError(error: FastifyError | AppError | Error): AppError {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new AppError(400, 'The request body is not valid JSON.', { reason: 'bad_request' });
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new AppError(413, 'The request body is larger than 16 KiB.', { reason: 'bad_request' });
+      return new AppError(413, `The request body is larger than ${kib(BODY_LIMIT_BYTES)}.`, { reason: 'bad_request' });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new AppError(415, 'The request body must be application/json.', { reason: 'bad_request' });
     default:
@@ -195,7 +196,7 @@ export const errorHandling = fp(
 
 // What Node's HTTP parser refuses before Fastify sees a request, and what the client should hear.
 const CLIENT_ERRORS: Record<string, [number, string]> = {
-  HPE_HEADER_OVERFLOW: [431, 'The request headers are larger than 8 KiB.'],
+  HPE_HEADER_OVERFLOW: [431, `The request headers are larger than ${kib(MAX_HEADER_BYTES)}.`],
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request did not arrive in time.'],
   ERR_HTTP_HEADERS_TIMEOUT: [408, 'The request headers did not arrive in time.'],
 };

@@ -1,13 +1,13 @@
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import type { Config } from './config.js';
-import { secretScrubber } from './openai/sanitize.js';
+import { secretScrubber } from './redact.js';
 
 /**
  * Belt and braces: nothing should ever hand these to the logger, but if some future line does,
  * pino censors them before they are written. Exact paths only: wildcard paths cost a few % of a
  * mint's CPU in @pinojs/redact.
  */
-export const REDACTED_PATHS = [
+const REDACTED_PATHS = [
   'authorization',
   'headers.authorization',
   'req.headers.authorization',
@@ -24,7 +24,7 @@ export const REDACTED_PATHS = [
 ];
 
 /** What stdout may hold in memory when it is slower than the log lines come; past it lines are dropped. */
-export const LOG_BUFFER_BYTES = 4 * 1024 * 1024;
+const LOG_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** A log destination that drops lines (and counts them) rather than buffer without bound. */
 export interface BoundedDestination extends DestinationStream {
@@ -45,7 +45,7 @@ export function boundedStdout(maxBytes = LOG_BUFFER_BYTES): BoundedDestination {
 }
 
 export function createLogger(
-  config: Pick<Config, 'logLevel' | 'logFormat'> & { openaiApiKey?: string; authJwtSecret?: string },
+  config: Pick<Config, 'logLevel'> & { openaiApiKey?: string; authJwtSecret?: string },
   destination?: DestinationStream,
 ): Logger {
   const scrub = secretScrubber(config.openaiApiKey, config.authJwtSecret);
@@ -59,9 +59,7 @@ export function createLogger(
     // anything secret-shaped.
     hooks: { streamWrite: scrub },
   };
-  if (destination) return pino(options, destination);
-  if (config.logFormat === 'pretty') {
-    return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true } } });
-  }
-  return pino(options, boundedStdout());
+  // No destination: a terminal (LOG_FORMAT=pretty); the server passes its bounded stdout otherwise.
+  if (!destination) return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true } } });
+  return pino(options, destination);
 }

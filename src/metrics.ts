@@ -1,10 +1,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BreakerState } from './openai/circuit-breaker.js';
+import { SHARED_STATE_MODES, type SharedStateMode } from './redis.js';
 import type { PoolLabelStats, SecretPoolStats } from './realtime/secret-pool.js';
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
-export type RateLimitStoreMode = 'memory' | 'redis' | 'fallback';
-const STORE_MODES: readonly RateLimitStoreMode[] = ['memory', 'redis', 'fallback'];
 
 /** Every metric of one app instance, on its own registry (so tests can build many apps). */
 export class ServiceMetrics {
@@ -102,7 +101,7 @@ export class ServiceMetrics {
    */
   watch(sources: {
     breakerState: () => BreakerState;
-    rateLimitStore: () => RateLimitStoreMode;
+    rateLimitStore: () => SharedStateMode;
     pool: { readonly stats: SecretPoolStats; labelStats(): PoolLabelStats[] } | undefined;
     budget: () => readonly { window: string; limit: number; used: number }[];
     droppedLogLines: () => number;
@@ -150,7 +149,7 @@ export class ServiceMetrics {
       registers,
       collect() {
         const active = sources.rateLimitStore();
-        for (const mode of STORE_MODES) this.set({ mode }, mode === active ? 1 : 0);
+        for (const mode of SHARED_STATE_MODES) this.set({ mode }, mode === active ? 1 : 0);
       },
     });
     const pool = sources.pool;

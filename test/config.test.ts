@@ -37,7 +37,7 @@ describe('loadConfig', () => {
       defaultMaxTokens: 4096,
       defaultSpeed: 1,
       maxInstructionsChars: 4000,
-      healthCheckIntervalSeconds: 30,
+      healthCheckInterval: 30,
       metricsEnabled: true,
       logLevel: 'info',
       logFormat: 'json',

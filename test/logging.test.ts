@@ -55,7 +55,7 @@ describe('logs', () => {
 
   it('censors secret-named fields even if a future line passes them to the logger', () => {
     const capture = new LogCapture();
-    const logger = createLogger({ logLevel: 'info', logFormat: 'json' }, capture);
+    const logger = createLogger({ logLevel: 'info' }, capture);
     logger.info({ instructions: 'persona', client_secret: 'ek_1', headers: { authorization: 'Bearer sk-x' }, apiKey: 'sk-y' }, 'oops');
     expect(capture.raw).not.toMatch(/persona|ek_1|sk-x|sk-y/);
     expect(capture.lines[0]).toMatchObject({ instructions: '[redacted]', client_secret: '[redacted]' });
@@ -64,7 +64,7 @@ describe('logs', () => {
   it('scrubs the key from every line in every form it may be echoed in, and anything secret-shaped', () => {
     const key = 'sk-proj-Zq3xY7wV2uT9sR4pO1nM6lK8jH5gF0dS3aQ';
     const capture = new LogCapture();
-    const logger = createLogger({ logLevel: 'info', logFormat: 'json', openaiApiKey: key }, capture);
+    const logger = createLogger({ logLevel: 'info', openaiApiKey: key }, capture);
     const forms = [
       `Bearer%20${key}`,
       `tail_${key}`,

@@ -10,7 +10,7 @@ export interface CircuitBreakerOptions {
   onTransition?: (from: BreakerState, to: BreakerState, consecutiveFailures: number) => void;
 }
 
-export class CircuitOpenError extends AppError {
+class CircuitOpenError extends AppError {
   constructor(retryAfterSeconds: number) {
     super(503, 'OpenAI is failing; the service is pausing calls to it. Try again shortly.', {
       reason: 'breaker',

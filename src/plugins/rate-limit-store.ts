@@ -1,61 +1,13 @@
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import LocalStore from '@fastify/rate-limit/store/LocalStore.js';
 import RedisStore from '@fastify/rate-limit/store/RedisStore.js';
-import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
-import type { RateLimitStoreMode } from '../metrics.js';
+import type { SharedState } from '../redis.js';
 
 const LOCAL_CLIENTS = 50_000;
 
-/**
- * A Redis client that fails fast: commands error at once while disconnected, reconnects forever.
- * ioredis is loaded only when REDIS_URL is set (it weighs ~9 MB of RSS).
- */
-export async function createRedis(url: string): Promise<Redis> {
-  const { Redis } = await import('ioredis');
-  return new Redis(url, {
-    lazyConnect: true,
-    connectTimeout: 1_000,
-    commandTimeout: 500,
-    maxRetriesPerRequest: 1,
-    enableOfflineQueue: false,
-    retryStrategy: (times) => Math.min(times * 200, 2_000),
-  });
-}
-
-/**
- * Which store counts right now. With Redis: 'redis' while it answers, 'fallback' (in-process
- * counters: still limited, not shared) while it does not. Logs each switch once.
- */
-export class RateLimitStoreState {
-  private current: RateLimitStoreMode;
-
-  constructor(
-    private readonly hasRedis: boolean,
-    private readonly log: FastifyBaseLogger,
-  ) {
-    this.current = hasRedis ? 'fallback' : 'memory';
-  }
-
-  get mode(): RateLimitStoreMode {
-    return this.current;
-  }
-
-  redisUp(): void {
-    if (!this.hasRedis || this.current === 'redis') return;
-    this.current = 'redis';
-    this.log.info('rate limit: counters shared in Redis');
-  }
-
-  redisDown(cause: string): void {
-    if (!this.hasRedis || this.current === 'fallback') return;
-    this.current = 'fallback';
-    this.log.warn({ cause }, 'rate limit: Redis unreachable, counting in-process until it returns');
-  }
-}
-
 /** A store class for @fastify/rate-limit: Redis when it is ready, in-process counters otherwise. */
-export function failoverStore(redis: Redis, state: RateLimitStoreState): FastifyRateLimitStoreCtor {
+export function failoverStore(redis: Redis, state: SharedState): FastifyRateLimitStoreCtor {
   const shared = new RedisStore(false, false, redis, 'parker-rl:');
   const local = new LocalStore(false, false, LOCAL_CLIENTS);
   redis.on('ready', () => state.redisUp());

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
+import type { MintBudget } from '../usage/mint-budget.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -18,44 +19,6 @@ type Check = ReturnType<FastifyInstance['createRateLimit']>;
 type Window = 'second' | 'minute' | 'day';
 
 const WINDOW_MS: Record<Window, number> = { second: 1_000, minute: 60_000, day: 86_400_000 };
-
-interface BudgetWindow {
-  window: 'minute' | 'day';
-  limit: number;
-  used: number;
-  /** Wall-clock ms when the window turns, as last seen. */
-  resetAt: number;
-  /** resetAt of the window whose 80 % warning was logged. */
-  warnedFor: number;
-}
-
-/**
- * The whole service's budget of mints (GLOBAL_MINTS_PER_MINUTE / _PER_DAY), counted across replicas
- * when the store is Redis. Also read by the warm pool (no refills while spent) and by /metrics.
- */
-export class MintBudget {
-  readonly windows: BudgetWindow[];
-
-  constructor(config: Pick<Config, 'globalMintsPerMinute' | 'globalMintsPerDay'>) {
-    const windows: BudgetWindow[] = [];
-    if (config.globalMintsPerMinute !== undefined) windows.push(budgetWindow('minute', config.globalMintsPerMinute));
-    if (config.globalMintsPerDay !== undefined) windows.push(budgetWindow('day', config.globalMintsPerDay));
-    this.windows = windows;
-  }
-
-  /** Milliseconds until a mint fits in the budget again (0: it fits now, as far as this replica saw). */
-  waitMs(): number {
-    let wait = 0;
-    for (const w of this.windows) {
-      if (w.used >= w.limit) wait = Math.max(wait, w.resetAt - Date.now());
-    }
-    return Math.max(0, wait);
-  }
-}
-
-function budgetWindow(window: 'minute' | 'day', limit: number): BudgetWindow {
-  return { window, limit, used: 0, resetAt: 0, warnedFor: 0 };
-}
 
 function retryAfterSeconds(ttlMs: number): number {
   return Math.max(1, Math.ceil(ttlMs / 1000));
@@ -83,7 +46,12 @@ function tooMany(window: Window, max: number, ttlMs: number, headers: Record<str
 export const rateLimiting = fp(
   async function rateLimiting(
     app: FastifyInstance,
-    opts: { config: Config; store: FastifyRateLimitStoreCtor; budget: MintBudget; log: FastifyBaseLogger },
+    opts: {
+      config: Pick<Config, 'rateLimitBurst' | 'rateLimitPerMinute' | 'mintsPerClientPerDay'>;
+      store: FastifyRateLimitStoreCtor;
+      budget: MintBudget;
+      log: FastifyBaseLogger;
+    },
   ) {
     const { config, budget } = opts;
     await app.register(rateLimit, { global: false, store: opts.store });
@@ -157,5 +125,5 @@ export const rateLimiting = fp(
       }
     });
   },
-  { name: 'rate-limiting', dependencies: ['identity'] },
+  { name: 'rate-limiting', dependencies: ['client-address'] },
 );

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
 import helmet from 'helmet';
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
@@ -17,10 +17,10 @@ function forbidden(message: string): AppError {
   return new AppError(403, message, { reason: 'origin' });
 }
 
-/** onRequest hook of the token route: exact-match Origin and Referer checks, before any work. */
-export function originGuard(config: Config) {
+/** The /v1 scope's origin check: exact-match Origin and Referer, before any work. Undefined: allowed. */
+export function originCheck(config: Pick<Config, 'allowedOrigins' | 'allowMissingOrigin'>) {
   const allowed = new Set(config.allowedOrigins);
-  function refusal(request: FastifyRequest): AppError | undefined {
+  return function refusedOrigin(request: FastifyRequest): AppError | undefined {
     const origin = request.headers.origin;
     if (origin === undefined) {
       if (!config.allowMissingOrigin) return forbidden('An Origin header is required.');
@@ -33,9 +33,6 @@ export function originGuard(config: Config) {
       if (from === undefined || !allowed.has(from)) return forbidden('The Referer is not from an allowed origin.');
     }
     return undefined;
-  }
-  return function originGuard(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    done(refusal(request));
   };
 }
 
@@ -43,7 +40,7 @@ export function originGuard(config: Config) {
  * helmet's headers, worked out once. They do not depend on the request, and @fastify/helmet builds
  * the helmet middleware (CSP parsing included) again on every request: a few % of a mint's CPU.
  */
-export function helmetHeaders(): Record<string, string> {
+function helmetHeaders(): Record<string, string> {
   const headers: Record<string, string> = {};
   const response = {
     setHeader: (name: string, value: string | number) => (headers[name.toLowerCase()] = String(value)),
@@ -56,7 +53,7 @@ export function helmetHeaders(): Record<string, string> {
 
 /** Security headers (helmet's defaults) and CORS for the configured origins only. */
 export const security = fp(
-  async function security(app: FastifyInstance, opts: { config: Config }) {
+  async function security(app: FastifyInstance, opts: { config: Pick<Config, 'corsOrigins'> }) {
     const corsOrigins = new Set(opts.config.corsOrigins);
     const headers = helmetHeaders();
     app.addHook('onRequest', (_request, reply, done) => {

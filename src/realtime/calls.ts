@@ -6,7 +6,8 @@ import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { OpenAIClient } from '../openai/client.js';
 import { UpstreamError, upstreamAppError } from '../openai/upstream-error.js';
 import type { CallStore, MemoryCallStore, TrackedCall } from './calls-store.js';
-import { buildInstructions, buildSession, type SessionChoice } from './session.js';
+import type { SessionChoice } from './choices.js';
+import type { SecretMinter } from './minter.js';
 
 export type CallEndReason = 'client' | 'deadline' | 'error';
 
@@ -19,8 +20,10 @@ export interface StartedCall {
 }
 
 export interface CallManagerOptions {
-  config: Config;
+  config: Pick<Config, 'maxCallSeconds' | 'maxConcurrentCallsPerClient'>;
   client: OpenAIClient;
+  /** Builds each call's persona and session, as for a client secret. */
+  sessions: Pick<SecretMinter, 'sessionFor'>;
   breaker: CircuitBreaker;
   /** The shared store (Redis), if any; `local` serves whenever it does not answer. */
   shared: CallStore | undefined;
@@ -62,11 +65,11 @@ export class CallManager {
 
   /** Takes a slot, asks OpenAI to answer the offer, and sets the call's deadline. */
   async start(choice: SessionChoice, sdp: string, clientKey: string, log: FastifyBaseLogger): Promise<StartedCall> {
-    const { config, client, breaker, now } = this.options;
+    const { config, client, breaker, now, sessions } = this.options;
     const slotId = `pending:${randomUUID()}`;
     // A pending slot outlives the slowest possible OpenAI answer, then frees itself if we die.
     const store = await this.reserve(clientKey, slotId, now() + client.deadlineMs + 5_000);
-    const session = buildSession(config, choice, buildInstructions(config, choice));
+    const { session } = sessions.sessionFor(choice);
     const started = performance.now();
     let created;
     try {

@@ -4,7 +4,8 @@ import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { MintedSecret, OpenAIClient } from '../openai/client.js';
 import { UpstreamError, upstreamAppError } from '../openai/upstream-error.js';
 import type { SecretPool } from './secret-pool.js';
-import { buildClientSecretRequest, buildInstructions, choiceKey, resolveChoice, type SessionChoice } from './session.js';
+import { choiceKey, resolveChoice, type SessionChoice } from './choices.js';
+import { buildClientSecretRequest, buildInstructions, type RealtimeSession, type SessionConfig } from './session.js';
 
 export interface MintOutcome {
   secret: MintedSecret;
@@ -15,19 +16,31 @@ export interface MintOutcome {
 }
 
 /** A poolable configuration (no free-text instructions) with its persona and upstream body, built once. */
-export interface PreparedSession {
+export interface PreparedSession extends BuiltSession {
   key: string;
   choice: SessionChoice;
+}
+
+/** A choice turned into what OpenAI is sent: the persona, the session object, the client-secret body. */
+export interface BuiltSession {
   instructions: string;
+  session: RealtimeSession;
+  /** The serialized body of POST /realtime/client_secrets. */
   body: string;
 }
+
+/** What the minter reads from the config. */
+export type MinterConfig = SessionConfig & Pick<Config, 'tokenTtlSeconds' | 'defaultInstructions' | 'realtimeModel' | 'realtimeVoice'>;
 
 // Sessions kept prepared; past this many (a long tail of sports) the cache starts over.
 const PREPARED_LIMIT = 256;
 
 const isTransient = (error: unknown) => error instanceof UpstreamError && error.isTransient;
 
-/** Turns a session choice into a client secret: from the warm pool when it can, else from OpenAI. */
+/**
+ * Turns a session choice into what OpenAI is sent (the one place a persona is built, for secrets and
+ * calls alike) and into a client secret: from the warm pool when it can, else from OpenAI.
+ */
 export class SecretMinter {
   /** The default session: what the pool warms at boot. */
   readonly defaultSession: PreparedSession;
@@ -35,7 +48,7 @@ export class SecretMinter {
   private pool: SecretPool<PreparedSession> | undefined;
 
   constructor(
-    private readonly config: Config,
+    private readonly config: MinterConfig,
     private readonly client: OpenAIClient,
     private readonly breaker: CircuitBreaker,
   ) {
@@ -78,6 +91,11 @@ export class SecretMinter {
     }
   }
 
+  /** The persona and session of a choice: prepared once when poolable, built afresh for free text. */
+  sessionFor(choice: SessionChoice): BuiltSession {
+    return choice.instructions === undefined ? this.prepare(choice) : this.build(choice);
+  }
+
   private prepare(choice: SessionChoice): PreparedSession {
     const key = choiceKey(choice);
     let session = this.prepared.get(key);
@@ -89,10 +107,10 @@ export class SecretMinter {
     return session;
   }
 
-  /** The persona and the serialized upstream body of a choice. */
-  private build(choice: SessionChoice): { instructions: string; body: string } {
+  private build(choice: SessionChoice): BuiltSession {
     const instructions = buildInstructions(this.config, choice);
-    return { instructions, body: JSON.stringify(buildClientSecretRequest(this.config, choice, instructions)) };
+    const request = buildClientSecretRequest(this.config, choice, instructions);
+    return { instructions, session: request.session, body: JSON.stringify(request) };
   }
 
   private callOpenAI(body: string, log: FastifyBaseLogger): Promise<MintedSecret> {

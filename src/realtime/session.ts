@@ -1,8 +1,7 @@
-import { z } from 'zod';
 import type { Config } from '../config.js';
+import type { Difficulty, SessionChoice } from './choices.js';
 
-export const DIFFICULTIES = ['easy', 'savage', 'expert'] as const;
-export type Difficulty = (typeof DIFFICULTIES)[number];
+/** What OpenAI is sent for a choice: the persona and the session object (upstream bodies). */
 
 const TONES: Record<Difficulty, string> = {
   easy:
@@ -16,91 +15,22 @@ const TONES: Record<Difficulty, string> = {
     'and numbers, and explain why a play worked or failed.',
 };
 
-// A short label such as "nba" or "premier league". The README, the 422 message and the OpenAPI
-// pattern (this regex) all state this one rule.
-export const SPORT_LABEL = /^[\p{L}\p{N}][\p{L}\p{N} .&'/-]*$/u;
-export const SPORT_RULE = "1 to 40 characters: letters, digits, spaces and . & ' / -, starting with a letter or digit";
-
-/** The choices a caller may make (the token route's body, the calls route's query and `options` part). */
-export function sessionChoiceFields(config: Config) {
-  const models = config.allowedModels as [string, ...string[]];
-  const voices = config.allowedVoices as [string, ...string[]];
-  return z.strictObject({
-    model: z
-      .enum(models)
-      .optional()
-      .describe(`Realtime model. Default: ${config.realtimeModel}.`),
-    voice: z
-      .enum(voices)
-      .optional()
-      .describe(`Voice of the answers. Default: ${config.realtimeVoice}.`),
-    instructions: z
-      .string()
-      .max(config.maxInstructionsChars)
-      .optional()
-      .describe('Extra instructions, added to the Parker persona.'),
-    difficulty: z
-      .enum(DIFFICULTIES)
-      .optional()
-      .describe('Parker’s tone: easy (encouraging), savage (brutally honest), expert (analytical). Default: easy.'),
-    sport: z
-      .string()
-      .trim()
-      .min(1, { error: `must be ${SPORT_RULE}` })
-      .max(40, { error: `must be ${SPORT_RULE}` })
-      .regex(SPORT_LABEL, { error: `must be ${SPORT_RULE}` })
-      .optional()
-      .describe(`Short label of the sport being watched, e.g. "nba", added to the persona: ${SPORT_RULE}.`),
-  });
-}
-
-/** The body of POST /v1/realtime/token; the allow-lists and limits come from the config. */
-export function tokenRequestSchema(config: Config) {
-  return sessionChoiceFields(config)
-    .nullish()
-    .describe('Every field is optional; an empty object or no body at all means all defaults.')
-    .meta({ examples: [{ model: 'gpt-realtime', voice: 'verse', difficulty: 'savage', sport: 'nba' }] });
-}
-
-export type TokenRequest = NonNullable<z.infer<ReturnType<typeof tokenRequestSchema>>>;
-
-/** A request with every default filled in. */
-export interface SessionChoice {
-  model: string;
-  voice: string;
-  difficulty: Difficulty;
-  sport: string | undefined;
-  instructions: string | undefined;
-}
-
-export function resolveChoice(config: Config, body: TokenRequest | null | undefined): SessionChoice {
-  return {
-    model: body?.model ?? config.realtimeModel,
-    voice: body?.voice ?? config.realtimeVoice,
-    difficulty: body?.difficulty ?? 'easy',
-    sport: body?.sport,
-    instructions: body?.instructions?.trim() || undefined,
-  };
-}
-
-/** What tells poolable choices (no free-text instructions) apart: `model|voice|difficulty|sport`. */
-export function choiceKey(choice: SessionChoice): string {
-  return `${choice.model}|${choice.voice}|${choice.difficulty}|${choice.sport ?? ''}`;
-}
-
 /** The persona Parker is given: the base text, the tone of the difficulty, then the client's additions. */
-export function buildInstructions(config: Config, choice: SessionChoice): string {
+export function buildInstructions(config: Pick<Config, 'defaultInstructions'>, choice: SessionChoice): string {
   const parts = [config.defaultInstructions, TONES[choice.difficulty]];
   if (choice.sport) parts.push(`The user is watching: ${choice.sport}.`);
   if (choice.instructions) parts.push(`Additional instructions from the user:\n${choice.instructions}`);
   return parts.join('\n\n');
 }
 
+/** What a session object reads from the config. */
+export type SessionConfig = Pick<Config, 'defaultSpeed' | 'defaultMaxTokens'>;
+
 /**
  * OpenAI's session object for a choice: the one builder behind client secrets, relayed calls and the
  * warm pool (validated in tests against OpenAI's schema, as both requests that carry it).
  */
-export function buildSession(config: Config, choice: SessionChoice, instructions: string) {
+export function buildSession(config: SessionConfig, choice: SessionChoice, instructions: string) {
   const pcm = { type: 'audio/pcm', rate: 24000 } as const;
   return {
     type: 'realtime',
@@ -129,7 +59,7 @@ export function buildSession(config: Config, choice: SessionChoice, instructions
 export type RealtimeSession = ReturnType<typeof buildSession>;
 
 /** The body of POST /realtime/client_secrets (GA shape). */
-export function buildClientSecretRequest(config: Config, choice: SessionChoice, instructions: string) {
+export function buildClientSecretRequest(config: SessionConfig & Pick<Config, 'tokenTtlSeconds'>, choice: SessionChoice, instructions: string) {
   return {
     expires_after: { anchor: 'created_at', seconds: config.tokenTtlSeconds },
     session: buildSession(config, choice, instructions),
@@ -137,7 +67,7 @@ export function buildClientSecretRequest(config: Config, choice: SessionChoice, 
 }
 
 /** Where the browser goes with the secret: derived from the upstream base, so a test fake works too. */
-export function connectionUrls(config: Config, model: string) {
+export function connectionUrls(config: Pick<Config, 'openaiBaseUrl'>, model: string) {
   const base = config.openaiBaseUrl;
   const ws = new URL(`${base}/realtime`);
   ws.protocol = ws.protocol === 'http:' ? 'ws:' : 'wss:';

@@ -1,4 +1,5 @@
 import { errorEnvelopeSchema } from '../errors.js';
+import { BODY_LIMIT_BYTES, kib, MAX_HEADER_BYTES } from '../limits.js';
 import { UPSTREAM_REFUSED_MESSAGE } from '../openai/upstream-error.js';
 
 export interface ErrorStatusDoc {
@@ -41,9 +42,9 @@ export const ERROR_STATUSES = {
     example: { message: 'Method GET is not allowed on /v1/realtime/token.' },
   },
   413: {
-    when: 'the body is over 16 KiB',
+    when: `the body is over ${kib(BODY_LIMIT_BYTES)}`,
     todo: 'shorten `instructions`',
-    example: { message: 'The request body is larger than 16 KiB.' },
+    example: { message: `The request body is larger than ${kib(BODY_LIMIT_BYTES)}.` },
   },
   415: {
     when: 'the body is not `application/json`',
@@ -67,9 +68,9 @@ export const ERROR_STATUSES = {
     },
   },
   431: {
-    when: 'the request headers are over 8 KiB',
+    when: `the request headers are over ${kib(MAX_HEADER_BYTES)}`,
     todo: 'send fewer or shorter headers (cookies are the usual culprit)',
-    example: { message: 'The request headers are larger than 8 KiB.' },
+    example: { message: `The request headers are larger than ${kib(MAX_HEADER_BYTES)}.` },
   },
   502: {
     when: 'OpenAI refused the request (400/401/403/404) or answered something unusable',

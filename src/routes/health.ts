@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { AppError } from '../errors.js';
 import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { UpstreamHealth } from '../openai/upstream-health.js';
-import type { RateLimitStoreState } from '../plugins/rate-limit-store.js';
+import type { SharedState } from '../redis.js';
 import type { SecretPool } from '../realtime/secret-pool.js';
 import { errorResponses } from './error-responses.js';
 
@@ -42,7 +42,7 @@ export async function healthRoutes(
     version: string;
     upstreamHealth: UpstreamHealth;
     breaker: CircuitBreaker;
-    rateLimitStore: RateLimitStoreState;
+    rateLimitStore: SharedState;
     pool: SecretPool | undefined;
   },
 ) {

@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 /** Flags for Debian's Chromium as root on a machine with no outside network. */
@@ -15,5 +13,3 @@ export const CHROMIUM_ARGS = [
   '--use-fake-ui-for-media-stream',
   '--use-fake-device-for-media-stream',
 ];
-
-export const hasChromium = existsSync(CHROMIUM);

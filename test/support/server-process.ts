@@ -13,6 +13,8 @@ export interface ServerProcess {
   stdoutStats: { lines: number; longestLine: number };
   stderr: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The one kill-the-server step of every afterEach: SIGKILL unless it already exited, then wait. */
+  stop(): Promise<void>;
 }
 
 export function builtServerPath(root = REPO_ROOT): string {
@@ -83,7 +85,11 @@ export async function startServer(
     }, intervalMs);
     void exited.then(() => clearInterval(timer));
   }
-  return { child, url: listeningUrl, lines, stdoutStats, stderr: () => stderr, exited };
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  };
+  return { child, url: listeningUrl, lines, stdoutStats, stderr: () => stderr, exited, stop };
 }
 
 /** Runs the server expecting it to refuse to start; resolves with its exit code and output. */

@@ -1,0 +1,348 @@
+import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
+import type { FastifyBaseLogger } from 'fastify';
+import { scrubSecrets } from '../redact.js';
+import { UpstreamError, type UpstreamFailureKind } from './upstream-error.js';
+
+export interface TransportOptions {
+  baseUrl: string;
+  apiKey: string;
+  timeoutMs: number;
+  maxRetries: number;
+  /** Backoff before retry n (0-based) is uniform in [0, min(cap, base * 2^n)): "full jitter". */
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  random?: () => number;
+  /** Observes every attempt: for the upstream latency histogram. */
+  onAttempt?: (operation: string, outcome: string, seconds: number) => void;
+}
+
+export interface CallContext {
+  log: FastifyBaseLogger;
+}
+
+const RETRYABLE_STATUS = new Set([408, 409, 429]);
+const MAX_BODY_BYTES = 1 << 20;
+// Below the undici pool's keepAliveTimeout (30 s), so an idle connection is reused, not dropped.
+const KEEP_WARM_MS = 20_000;
+
+export interface AttemptFailure {
+  kind: UpstreamFailureKind;
+  retryable: boolean;
+  /** False only when the request certainly never reached OpenAI (connection refused, connect timeout). */
+  sent: boolean;
+  message: string;
+  status?: number;
+  retryAfterMs?: number;
+  openaiRequestId?: string;
+}
+
+class AttemptError extends Error {
+  constructor(readonly failure: AttemptFailure) {
+    super(failure.message);
+  }
+}
+
+export function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** retry-after-ms (OpenAI's) wins over Retry-After (seconds or an HTTP date). */
+export function retryAfterMs(
+  headers: Record<string, string | string[] | undefined>,
+  now: number,
+): number | undefined {
+  const rawMs = header(headers, 'retry-after-ms');
+  if (rawMs !== undefined && rawMs.trim() !== '') {
+    const ms = Number(rawMs);
+    if (Number.isFinite(ms) && ms >= 0) return ms;
+  }
+  const raw = header(headers, 'retry-after');
+  if (raw === undefined) return undefined;
+  const seconds = Number(raw);
+  if (raw.trim() !== '' && Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(raw);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+function openaiErrorText(body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { error?: { message?: unknown; code?: unknown; type?: unknown } | string };
+    const e = parsed.error;
+    if (typeof e === 'string') return e;
+    if (e && typeof e === 'object') {
+      return [e.type, e.code, e.message].filter((part) => typeof part === 'string').join(': ');
+    }
+    // Re-serialized, so \u escapes are decoded and the scrubber sees the text as it reads.
+    return JSON.stringify(parsed);
+  } catch {
+    // not JSON: log a short slice of the raw text below
+  }
+  return body;
+}
+
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+function classifyNetworkError(error: unknown, timedOut: boolean): AttemptFailure {
+  if (timedOut) return { kind: 'timeout', retryable: true, sent: true, message: 'attempt timed out' };
+  const code = (error as { code?: string }).code ?? '';
+  if (error instanceof undiciErrors.ConnectTimeoutError) {
+    return { kind: 'timeout', retryable: true, sent: false, message: `connect timed out (${code})` };
+  }
+  if (
+    error instanceof undiciErrors.HeadersTimeoutError ||
+    error instanceof undiciErrors.BodyTimeoutError ||
+    code === 'ETIMEDOUT'
+  ) {
+    return { kind: 'timeout', retryable: true, sent: true, message: `timed out (${code})` };
+  }
+  return {
+    kind: 'unreachable',
+    retryable: true,
+    sent: !NOT_SENT_CODES.has(code),
+    message: `network error (${code || (error as Error).name})`,
+  };
+}
+
+/** One request to OpenAI, as `request()` makes it (with its retries). */
+export interface UpstreamRequest {
+  /** Label of the latency histogram. */
+  operation: string;
+  path: string;
+  body?: string | Buffer;
+  contentType?: string;
+  /** Statuses that are an answer, not a failure (a hangup's 404: already over). */
+  acceptStatus?: readonly number[];
+  /** Whether a failed attempt may be made again; default: whenever the failure is transient. */
+  mayRetry?: (failure: AttemptFailure) => boolean;
+}
+
+export interface UpstreamAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}
+
+/** The body as text, refusing more than MAX_BODY_BYTES (a sane OpenAI answer is a few KiB). */
+async function readCapped(body: Dispatcher.ResponseData['body'], contentLength: string | undefined): Promise<string> {
+  if (contentLength !== undefined && Number(contentLength) <= MAX_BODY_BYTES) return body.text();
+  let text = '';
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) {
+      body.destroy();
+      break;
+    }
+    text += (chunk as Buffer).toString('utf8');
+  }
+  return text;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The one HTTP transport to OpenAI: a keep-alive undici Pool, per-attempt timeouts, retries with
+ * full-jitter backoff that honour Retry-After, an overall deadline for each call, and shutdown
+ * draining. It knows no endpoint: src/openai/client.ts does.
+ */
+export class UpstreamTransport {
+  private readonly pool: Pool;
+  private readonly pathPrefix: string;
+  private readonly authorization: string;
+  private readonly backoffBaseMs: number;
+  private readonly backoffCapMs: number;
+  private readonly random: () => number;
+  /** Attempts in flight, aborted when a shutdown's time is up: they end with an answer, not a cut. */
+  private readonly inFlight = new Set<AbortController>();
+  private drained = false;
+  private drainDeadline = Number.POSITIVE_INFINITY;
+  private keepWarmTimer: NodeJS.Timeout | undefined;
+  private lastCallAt = 0;
+
+  constructor(private readonly options: TransportOptions) {
+    const url = new URL(options.baseUrl);
+    this.pathPrefix = url.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(url.origin, {
+      connections: 128,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      connect: { timeout: options.timeoutMs },
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    });
+    this.authorization = `Bearer ${options.apiKey}`;
+    this.backoffBaseMs = options.backoffBaseMs ?? 200;
+    this.backoffCapMs = options.backoffCapMs ?? 2_000;
+    this.random = options.random ?? Math.random;
+  }
+
+  /** The longest one call may take: every attempt timing out, plus the longest backoffs. */
+  get deadlineMs(): number {
+    return (this.options.maxRetries + 1) * this.options.timeoutMs + this.options.maxRetries * this.backoffCapMs;
+  }
+
+  /**
+   * One GET with a short timeout and no retries: the status, or undefined when OpenAI did not answer.
+   * With `authorized: false` it carries no key (the keep-warm request: no quota, no usage).
+   */
+  async probe(path: string, options: { authorized: boolean; timeoutMs: number }): Promise<number | undefined> {
+    this.lastCallAt = performance.now();
+    try {
+      const { statusCode, body } = await this.pool.request({
+        // GET: undici closes a connection after a HEAD (servers that send a body anyway).
+        method: 'GET',
+        path: `${this.pathPrefix}${path}`,
+        headers: options.authorized ? { authorization: this.authorization } : {},
+        signal: AbortSignal.timeout(options.timeoutMs),
+      });
+      await body.dump();
+      return statusCode;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Shutdown has begun: every call must be over within `withinMs` (no retry past it, the attempt in
+   * flight aborted then), so its client gets an answer before the process exits.
+   */
+  drain(withinMs: number): void {
+    this.drainDeadline = performance.now() + withinMs;
+    setTimeout(() => {
+      this.drained = true;
+      for (const controller of this.inFlight) controller.abort();
+    }, withinMs).unref();
+  }
+
+  /**
+   * Keeps a connection to OpenAI open so no mint pays a TLS handshake (100+ ms cold): every
+   * KEEP_WARM_MS with no call out, below the pool's 30 s keep-alive, it sends a request that
+   * carries no key (OpenAI answers 401: no quota, no usage). At boot the readiness check (GET
+   * /models with the key) opens the first connection; this keeps it.
+   */
+  keepWarm(): void {
+    this.keepWarmTimer ??= setInterval(() => {
+      if (performance.now() - this.lastCallAt >= KEEP_WARM_MS) void this.touch();
+    }, KEEP_WARM_MS).unref();
+  }
+
+  private async touch(): Promise<void> {
+    // Nothing to do on failure: the next call opens its own connection, as it would have anyway.
+    await this.probe('/models', { authorized: false, timeoutMs: Math.min(5_000, this.options.timeoutMs) });
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.keepWarmTimer);
+    await this.pool.close();
+  }
+
+  /** One logical request: attempts with backoff until an answer, a final failure or the deadline. */
+  async request(request: UpstreamRequest, ctx: CallContext): Promise<UpstreamAnswer> {
+    // Deadlines on the monotonic clock: a wall-clock jump must not cut or stretch a call.
+    const ownDeadline = performance.now() + this.deadlineMs;
+    const attempts = this.options.maxRetries + 1;
+    let last: AttemptFailure | undefined;
+
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      // A shutdown that begins mid-call brings the deadline forward.
+      const deadline = Math.min(ownDeadline, this.drainDeadline);
+      if (attempt > 0 && last) {
+        const backoff = this.random() * Math.min(this.backoffCapMs, this.backoffBaseMs * 2 ** (attempt - 1));
+        const wait = Math.max(backoff, last.retryAfterMs ?? 0);
+        if (performance.now() + wait >= deadline) {
+          // Waiting as OpenAI asks would pass the deadline: say so now rather than hang.
+          throw this.failure(last, attempt, Math.ceil(wait / 1000));
+        }
+        ctx.log.debug({ attempt, wait_ms: Math.round(wait) }, 'retrying OpenAI call');
+        await sleep(wait);
+      }
+      const remaining = deadline - performance.now();
+      try {
+        return await this.attempt(request, Math.min(this.options.timeoutMs, remaining));
+      } catch (error) {
+        if (!(error instanceof AttemptError)) throw error;
+        last = error.failure;
+        ctx.log.warn(
+          {
+            upstream_attempt: attempt + 1,
+            upstream_status: last.status,
+            upstream_kind: last.kind,
+            openai_request_id: last.openaiRequestId,
+            openai_error: scrubSecrets(last.message),
+          },
+          'OpenAI call failed',
+        );
+        const mayRetry = last.retryable && (request.mayRetry?.(last) ?? true);
+        if (!mayRetry) throw this.failure(last, attempt + 1);
+      }
+    }
+    throw this.failure(last as AttemptFailure, attempts);
+  }
+
+  private failure(last: AttemptFailure, attempts: number, retryAfterSeconds?: number): UpstreamError {
+    const fromHeader = last.retryAfterMs !== undefined ? Math.max(1, Math.ceil(last.retryAfterMs / 1000)) : undefined;
+    return new UpstreamError(last.kind, scrubSecrets(last.message), {
+      status: last.status,
+      attempts,
+      retryAfterSeconds: retryAfterSeconds ?? fromHeader,
+      openaiRequestId: last.openaiRequestId,
+    });
+  }
+
+  private async attempt(request: UpstreamRequest, timeoutMs: number): Promise<UpstreamAnswer> {
+    const started = performance.now();
+    this.lastCallAt = started;
+    const controller = new AbortController();
+    if (this.drained) controller.abort();
+    this.inFlight.add(controller);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeoutMs);
+    const observe = (outcome: string) =>
+      this.options.onAttempt?.(request.operation, outcome, (performance.now() - started) / 1000);
+    try {
+      const response = await this.pool.request({
+        method: 'POST',
+        path: `${this.pathPrefix}${request.path}`,
+        headers: request.contentType
+          ? { authorization: this.authorization, 'content-type': request.contentType }
+          : { authorization: this.authorization },
+        body: request.body,
+        signal: controller.signal,
+      });
+      const text = await readCapped(response.body, header(response.headers, 'content-length'));
+      const status = response.statusCode;
+      observe(String(status));
+      if ((status >= 200 && status < 300) || request.acceptStatus?.includes(status)) {
+        return { status, headers: response.headers, text };
+      }
+      const openaiRequestId = header(response.headers, 'x-request-id');
+      const retryable = RETRYABLE_STATUS.has(status) || status >= 500;
+      throw new AttemptError({
+        kind: retryable ? 'overloaded' : 'refused',
+        retryable,
+        sent: true,
+        status,
+        message: `HTTP ${status}: ${openaiErrorText(text)}`,
+        retryAfterMs: retryAfterMs(response.headers, Date.now()),
+        openaiRequestId,
+      });
+    } catch (error) {
+      if (error instanceof AttemptError) throw error;
+      const failure: AttemptFailure = this.drained
+        ? { kind: 'unreachable', retryable: false, sent: true, message: 'aborted: the service is shutting down' }
+        : classifyNetworkError(error, timedOut);
+      observe(failure.kind);
+      throw new AttemptError(failure);
+    } finally {
+      clearTimeout(timer);
+      this.inFlight.delete(controller);
+    }
+  }
+}
+

@@ -1,0 +1,174 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { boundedStdout, createLogger, type BoundedDestination } from './logger.js';
+import { ServiceMetrics } from './metrics.js';
+import { CircuitBreaker } from './openai/circuit-breaker.js';
+import { OpenAIClient } from './openai/client.js';
+import { UpstreamTransport } from './openai/transport.js';
+import { UpstreamHealth } from './openai/upstream-health.js';
+import type { JwtVerifierOptions } from './plugins/caller-auth.js';
+import { CallManager } from './realtime/calls.js';
+import { MemoryCallStore, RedisCallStore } from './realtime/calls-store.js';
+import { SecretMinter, type PreparedSession } from './realtime/minter.js';
+import { SecretPool } from './realtime/secret-pool.js';
+import { createRedis, SharedState } from './redis.js';
+import { MintBudget } from './usage/mint-budget.js';
+
+/** What a test (or the server) may swap: no module is monkey-patched. */
+export interface AppDeps {
+  logger?: Logger;
+  /** Milliseconds since the epoch: breaker cooldowns, pool expiry, upstream health cache (upstream
+   * deadlines use the monotonic clock). */
+  now?: () => number;
+  /** Backoff jitter. */
+  random?: () => number;
+  /** Caller authentication knobs (tests shorten the JWKS refetch cooldown). */
+  jwt?: JwtVerifierOptions;
+}
+
+/** Everything the service is, apart from HTTP: built once per app, started and closed with it. */
+export interface Services {
+  logger: FastifyBaseLogger;
+  /** Our own bounded stdout (undefined when the logger was injected or pretty-printed). */
+  logDestination: BoundedDestination | undefined;
+  metrics: ServiceMetrics;
+  client: OpenAIClient;
+  breaker: CircuitBreaker;
+  budget: MintBudget;
+  minter: SecretMinter;
+  pool: SecretPool<PreparedSession> | undefined;
+  upstreamHealth: UpstreamHealth;
+  /** Set when REDIS_URL is: shared counters and call deadlines. */
+  redis: Redis | undefined;
+  sharedState: SharedState;
+  calls: CallManager;
+  /** When the app is ready: connect, check, warm, watch. */
+  start(): void;
+  /** Shutdown has begun: calls to OpenAI in flight must end within `withinMs`. */
+  drain(withinMs: number): void;
+  close(): Promise<void>;
+}
+
+/** Builds the client, breaker, stores, pool, minter and call manager from the config: no HTTP. */
+export async function createServices(config: Config, deps: AppDeps = {}): Promise<Services> {
+  // Our own stdout is bounded (drops rather than exhausts memory); an injected logger is the caller's.
+  const logDestination = deps.logger || config.logFormat !== 'json' ? undefined : boundedStdout();
+  const logger: FastifyBaseLogger = deps.logger ?? createLogger(config, logDestination);
+  const now = deps.now ?? Date.now;
+  const metrics = new ServiceMetrics(config.metricsEnabled);
+  const budget = new MintBudget(config);
+  if (config.globalMintsPerDay === undefined) {
+    logger.warn('no GLOBAL_MINTS_PER_DAY: nothing bounds how many client secrets the whole service mints in a day');
+  }
+
+  const transport = new UpstreamTransport({
+    baseUrl: config.openaiBaseUrl,
+    apiKey: config.openaiApiKey,
+    timeoutMs: config.openaiTimeoutMs,
+    maxRetries: config.openaiMaxRetries,
+    random: deps.random,
+    onAttempt: (operation, outcome, seconds) => metrics.observeUpstream(operation, outcome, seconds),
+  });
+  const client = new OpenAIClient(transport);
+  const breaker = new CircuitBreaker({
+    threshold: config.circuitBreakerThreshold,
+    cooldownMs: config.circuitBreakerCooldownMs,
+    now,
+    onTransition: (from, to, consecutiveFailures) => {
+      logger[to === 'open' ? 'warn' : 'info'](
+        { breaker_from: from, breaker_to: to, consecutive_failures: consecutiveFailures },
+        `circuit breaker ${to}`,
+      );
+    },
+  });
+  const minter = new SecretMinter(config, client, breaker);
+  const poolLog = logger.child({ component: 'token-pool' });
+  const pool =
+    config.tokenPoolSize > 0
+      ? new SecretPool<PreparedSession>({
+          size: config.tokenPoolSize,
+          minRemainingSeconds: config.tokenPoolMinRemainingSeconds,
+          ttlSeconds: config.tokenTtlSeconds,
+          refillPerSecond: config.tokenPoolRefillPerSecond,
+          mode: config.tokenPoolMode,
+          seed: { key: minter.defaultSession.key, config: minter.defaultSession },
+          mint: (session) => minter.mintPrepared(session, poolLog),
+          // No refills while OpenAI is failing or the service's budget is spent.
+          upstreamWaitMs: () => Math.max(breaker.retryAfterMs, budget.waitMs()),
+          log: poolLog,
+          now,
+        })
+      : undefined;
+  if (pool) minter.usePool(pool);
+  const upstreamHealth = new UpstreamHealth(
+    () => client.checkHealth(Math.min(5_000, config.openaiTimeoutMs)),
+    config.healthCheckInterval * 1000,
+    now,
+    (from, to) => {
+      if (to === 'unauthorized') logger.error({ openai_status: to }, 'OpenAI refused the API key (401/403 on GET /models): /readyz answers 503');
+      else logger[to === 'connected' ? 'info' : 'warn']({ openai_status_from: from, openai_status: to }, `OpenAI status ${to}`);
+    },
+  );
+  const redis = config.redisUrl ? await createRedis(config.redisUrl) : undefined;
+  const sharedState = new SharedState(redis !== undefined, logger);
+  // Relayed calls: deadlines shared in Redis when there is one (any replica hangs up what is due).
+  const calls = new CallManager({
+    config,
+    client,
+    sessions: minter,
+    breaker,
+    shared: redis ? new RedisCallStore(redis) : undefined,
+    local: new MemoryCallStore(),
+    log: logger.child({ component: 'calls' }),
+    now,
+    random: deps.random ?? Math.random,
+    onEnded: (reason) => metrics.callsEnded.inc({ reason }),
+    onHangupFailure: () => metrics.hangupFailures.inc(),
+  });
+  metrics.watchCalls(() => calls.activeCount());
+  metrics.watch({
+    breakerState: () => breaker.state,
+    rateLimitStore: () => sharedState.mode,
+    pool,
+    budget: () => budget.windows,
+    droppedLogLines: () => logDestination?.droppedLines ?? 0,
+  });
+
+  return {
+    logger,
+    logDestination,
+    metrics,
+    client,
+    breaker,
+    budget,
+    minter,
+    pool,
+    upstreamHealth,
+    redis,
+    sharedState,
+    calls,
+    start() {
+      // Not awaited: the service answers (on in-process limits) while Redis connects.
+      redis?.connect().catch(() => undefined);
+      // The first upstream check at boot: a deploy with a bad key fails /readyz at its first probe,
+      // and the first mint finds an open connection to OpenAI (no cold TLS handshake), kept warm.
+      upstreamHealth.refresh();
+      transport.keepWarm();
+      pool?.start();
+      calls.watch();
+    },
+    drain(withinMs) {
+      transport.drain(withinMs);
+    },
+    async close() {
+      pool?.close();
+      // Before the transport closes: hangups in flight finish; deadlines in Redis stay for the others.
+      await calls.close();
+      await upstreamHealth.settled();
+      await transport.close();
+      if (redis) await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}
