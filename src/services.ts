@@ -107,7 +107,7 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
     config.healthCheckInterval * 1000,
     now,
     (from, to) => {
-      if (to === 'unauthorized') logger.error({ openai_status: to }, 'OpenAI refused the API key (401/403 on GET /models): /readyz answers 503');
+      if (to === 'unauthorized') logger.error({ openai_status: to }, 'OpenAI refused the API key (401/403 on the readiness check, POST /realtime/client_secrets): /readyz answers 503');
       else logger[to === 'connected' ? 'info' : 'warn']({ openai_status_from: from, openai_status: to }, `OpenAI status ${to}`);
     },
   );
