@@ -1,42 +1,16 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { adminPage } from '../admin/page.js';
 import type { UsageReport } from '../admin/usage-report.js';
 import { AppError } from '../errors.js';
+import { operatorTokenCheck } from '../operator-token.js';
 
 export interface AdminOptions {
   /** ADMIN_TOKEN: the bearer, or the Basic password. */
   token: string;
   /** The current windows: from the usage ledger (all replicas when Redis is set) or this process. */
   usage: () => Promise<UsageReport>;
-}
-
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest();
-
-/**
- * An operator's token check: `Authorization: Bearer <token>`, or Basic with the token as the
- * password (any user name) so a browser can open the page. Digests of equal length are compared in
- * constant time: neither the token's length nor a matching prefix shows in the timing.
- */
-export function operatorTokenCheck(token: string): (authorization: string | undefined) => boolean {
-  const expected = sha256(token);
-  return (authorization) => {
-    const offered = offeredToken(authorization);
-    return offered !== undefined && timingSafeEqual(sha256(offered), expected);
-  };
-}
-
-function offeredToken(authorization: string | undefined): string | undefined {
-  const match = /^(\S+) +(\S+)\s*$/.exec(authorization ?? '');
-  if (!match) return undefined;
-  const [, scheme = '', credentials = ''] = match;
-  if (scheme.toLowerCase() === 'bearer') return credentials;
-  if (scheme.toLowerCase() !== 'basic') return undefined;
-  const decoded = Buffer.from(credentials, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  return colon === -1 ? undefined : decoded.slice(colon + 1);
 }
 
 // The page's own script (emitted next to this file's folder by tsc: src/admin or dist/admin), and
@@ -53,7 +27,7 @@ const ASSETS: Record<string, { type: string; path: string | URL }> = {
  * ADMIN_TOKEN is set (else both are 404), outside the /v1 scope, never with CORS headers.
  */
 export async function adminRoutes(app: FastifyInstance, opts: AdminOptions) {
-  const authorized = operatorTokenCheck(opts.token);
+  const authorized = operatorTokenCheck(opts.token, { basic: true });
   const assets = new Map(Object.entries(ASSETS).map(([name, asset]) => [name, { type: asset.type, body: readFileSync(asset.path) }]));
 
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {

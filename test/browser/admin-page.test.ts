@@ -1,13 +1,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, CHROMIUM_ARGS, hasChromium } from '../support/browser.js';
 import { useFakeOpenAI } from '../support/app.js';
+import { CHROMIUM, CHROMIUM_ARGS } from '../support/browser.js';
+import { requireCommand } from '../support/commands.js';
 
-if (!hasChromium) {
-  if (process.env.CI === 'true') throw new Error(`Chromium is required under CI=true (${CHROMIUM}; .ci/run installs it)`);
-  console.warn(`Chromium not found at ${CHROMIUM}: skipping the admin page browser test (apt-get install chromium)`);
-}
+requireCommand(CHROMIUM, 'apt-get install chromium');
 
 const TOKEN = 'admin-token-0123456789-abcdefghij';
 const SCREENSHOT_DIR = new URL('../../test-results/', import.meta.url);
@@ -42,7 +40,7 @@ async function pixelsNear(browser: Browser, png: Buffer, rgb: [number, number, n
   }
 }
 
-describe.skipIf(!hasChromium)('the /admin page in a real browser', () => {
+describe('the /admin page in a real browser', () => {
   let browser: Browser;
 
   beforeAll(async () => {

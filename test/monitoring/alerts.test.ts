@@ -3,19 +3,21 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { requireCommand } from '../support/commands.js';
 import { MONITORING_DIR, RULES_FILE, RULES_TEST_FILE } from '../support/monitoring.js';
 
 const run = promisify(execFile);
 
-/** promtool comes with Debian's `prometheus` package (.ci/run installs it when missing). */
+// promtool comes with Debian's `prometheus` package.
+requireCommand('promtool', 'apt-get install prometheus');
+
 async function promtool(...args: string[]): Promise<{ code: number; output: string }> {
   try {
     const { stdout, stderr } = await run('promtool', args, { cwd: MONITORING_DIR });
     return { code: 0, output: stdout + stderr };
   } catch (error) {
-    const failure = error as { code?: number | string; stdout?: string; stderr?: string };
-    if (failure.code === 'ENOENT') throw new Error('promtool is not installed: apt-get install prometheus (.ci/run does)', { cause: error });
-    return { code: Number(failure.code), output: `${failure.stdout ?? ''}${failure.stderr ?? ''}` };
+    const failure = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: failure.code ?? -1, output: `${failure.stdout ?? ''}${failure.stderr ?? ''}` };
   }
 }
 
