@@ -1,5 +1,5 @@
 import underPressure from '@fastify/under-pressure';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type onResponseHookHandler } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
 import { AppError, clientErrorHandler, errorHandling, expectationFailed } from './errors.js';
@@ -144,6 +144,16 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const metricsOnPort = config.metricsEnabled && config.metricsPort === undefined;
   await app.register(rootRoutes, { version: VERSION, metricsEnabled: metricsOnPort, pool });
   await app.register(healthRoutes, { version: VERSION, upstreamHealth, breaker, rateLimitStore: sharedState, pool });
+  // Until the usage ledger counts mints, /admin counts those this process answered: a hook on the
+  // token route alone, so no other request pays for it.
+  app.addHook('onRoute', (route) => {
+    if (route.url !== '/v1/realtime/token' || route.method !== 'POST') return;
+    const recordMint: onResponseHookHandler = (request, reply, done) => {
+      if (reply.statusCode === 200) services.usage.recordMint(request.clientKey);
+      done();
+    };
+    route.onResponse = [...[route.onResponse ?? []].flat(), recordMint];
+  });
   await app.register(v1Routes, { config, minter: services.minter, calls, metrics });
   app.decorate('calls', calls);
   if (metricsOnPort) await app.register(metricsRoutes, { metrics, token: config.metricsToken });
@@ -151,11 +161,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   app.decorate('metricsServer', metricsServer);
   // Operators' surfaces: outside the /v1 scope, without CORS, only when ADMIN_TOKEN is set.
   if (config.adminToken) await app.register(adminRoutes, { token: config.adminToken, usage: () => services.usage.report() });
-  // Until the usage ledger counts mints, /admin counts those this process answered.
-  app.addHook('onResponse', (request, reply, done) => {
-    if (reply.statusCode === 200 && request.routeOptions.url === '/v1/realtime/token') services.usage.recordMint(request.clientKey);
-    done();
-  });
 
   app.addHook('onReady', async () => services.start());
   // SIGTERM: mints in flight get what is left of SHUTDOWN_TIMEOUT_MS (less a second to answer),
