@@ -25,4 +25,12 @@ export default tseslint.config(
       globals: { process: 'readonly', URL: 'readonly', console: 'readonly' },
     },
   },
+  {
+    // The admin page's browser script (a module, after uPlot's browser build).
+    files: ['src/admin/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: { document: 'readonly', fetch: 'readonly', Intl: 'readonly', setInterval: 'readonly', uPlot: 'readonly' },
+    },
+  },
 );

@@ -1,9 +1,10 @@
 import underPressure from '@fastify/under-pressure';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type onResponseHookHandler } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
 import { AppError, clientErrorHandler, errorHandling, expectationFailed } from './errors.js';
 import { BODY_LIMIT_BYTES, MAX_HEADER_BYTES, MAX_LOGGED_CHARS } from './limits.js';
+import { adminRoutes } from './plugins/admin.js';
 import { callerAuth } from './plugins/caller-auth.js';
 import { clientAddressing } from './plugins/client-address.js';
 import { docs } from './plugins/docs.js';
@@ -17,7 +18,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { rootRoutes } from './routes/root.js';
 import { refuseUnguardedV1, v1Routes } from './routes/v1/index.js';
 import type { CallManager } from './realtime/calls.js';
-import { createServices, type AppDeps } from './services.js';
+import { createServices, type AppDeps, type Services } from './services.js';
 import { VERSION } from './version.js';
 
 export type { AppDeps } from './services.js';
@@ -26,7 +27,35 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Relayed calls and their deadlines (tests drive the deadline loop through it). */
     calls: CallManager;
+    /**
+     * With METRICS_PORT: the listener that serves /metrics alone. Whoever listens on PORT listens
+     * on it too (server.ts), on the same host; it closes with the app.
+     */
+    metricsServer: FastifyInstance | undefined;
   }
+}
+
+/** The /metrics listener of METRICS_PORT: that route only, every other path 404 in the envelope. */
+async function buildMetricsServer(config: Config, services: Services): Promise<FastifyInstance> {
+  const { logger, metrics } = services;
+  const server = Fastify({
+    loggerInstance: logger.child({ listener: 'metrics' }),
+    genReqId: requestIdFor,
+    requestIdHeader: false,
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    return503OnClosing: false,
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
+  });
+  await server.register(errorHandling, {
+    onRefusal: (request, error) => {
+      metrics.refusals.inc({ reason: error.reason });
+      request.log.info({ refusal: error.reason, status: error.statusCode, listener: 'metrics' }, 'request refused');
+    },
+  });
+  await server.register(requestContext);
+  await server.register(draining);
+  await server.register(metricsRoutes, { metrics, token: config.metricsToken });
+  return server;
 }
 
 /** Builds the whole service without listening: the services, then the HTTP wiring on them. */
@@ -74,6 +103,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(errorHandling, {
     onRefusal: (request, error) => {
       metrics.refusals.inc({ reason: error.reason });
+      services.usage.recordRefusal(error.reason);
       request.log[error.statusCode >= 500 ? 'warn' : 'info'](
         {
           refusal: error.reason,
@@ -110,11 +140,27 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   });
   await app.register(docs, { version: VERSION, config, bearerAuth: config.authEnabled });
 
-  await app.register(rootRoutes, { version: VERSION, metricsEnabled: config.metricsEnabled, pool });
+  // /metrics on PORT only when it has no port of its own.
+  const metricsOnPort = config.metricsEnabled && config.metricsPort === undefined;
+  await app.register(rootRoutes, { version: VERSION, metricsEnabled: metricsOnPort, pool });
   await app.register(healthRoutes, { version: VERSION, upstreamHealth, breaker, rateLimitStore: sharedState, pool });
+  // Until the usage ledger counts mints, /admin counts those this process answered: a hook on the
+  // token route alone, so no other request pays for it.
+  app.addHook('onRoute', (route) => {
+    if (route.url !== '/v1/realtime/token' || route.method !== 'POST') return;
+    const recordMint: onResponseHookHandler = (request, reply, done) => {
+      if (reply.statusCode === 200) services.usage.recordMint(request.clientKey);
+      done();
+    };
+    route.onResponse = [...[route.onResponse ?? []].flat(), recordMint];
+  });
   await app.register(v1Routes, { config, minter: services.minter, calls, metrics });
   app.decorate('calls', calls);
-  if (config.metricsEnabled) await app.register(metricsRoutes, { metrics });
+  if (metricsOnPort) await app.register(metricsRoutes, { metrics, token: config.metricsToken });
+  const metricsServer = config.metricsEnabled && config.metricsPort !== undefined ? await buildMetricsServer(config, services) : undefined;
+  app.decorate('metricsServer', metricsServer);
+  // Operators' surfaces: outside the /v1 scope, without CORS, only when ADMIN_TOKEN is set.
+  if (config.adminToken) await app.register(adminRoutes, { token: config.adminToken, usage: () => services.usage.report() });
 
   app.addHook('onReady', async () => services.start());
   // SIGTERM: mints in flight get what is left of SHUTDOWN_TIMEOUT_MS (less a second to answer),
@@ -123,6 +169,9 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     const timeout = config.shutdownTimeoutMs;
     services.drain(Math.max(0, timeout - Math.min(1_000, timeout / 2)));
   });
-  app.addHook('onClose', async () => services.close());
+  app.addHook('onClose', async () => {
+    await metricsServer?.close();
+    await services.close();
+  });
   return app;
 }

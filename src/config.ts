@@ -139,6 +139,25 @@ function checkOrigin(item: string): string | undefined {
 
 const lowerCase = (item: string) => item.toLowerCase();
 
+/** An operator's token (ADMIN_TOKEN, METRICS_TOKEN): long enough that guessing it is hopeless. */
+function operatorTokenVar() {
+  return z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === '') return undefined;
+      if (/\s/.test(raw)) {
+        ctx.addIssue({ code: 'custom', message: 'must not contain whitespace' });
+        return z.NEVER;
+      }
+      if (raw.length < 32) {
+        ctx.addIssue({ code: 'custom', message: 'must be at least 32 characters (e.g. openssl rand -hex 32)' });
+        return z.NEVER;
+      }
+      return raw;
+    });
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** The environment, one key per variable: the Config type and its fields are derived from it. */
@@ -216,6 +235,10 @@ const envShape = {
     MAX_INSTRUCTIONS_CHARS: intVar(4000, 1, 12_000),
     HEALTH_CHECK_INTERVAL: intVar(30, 1, 3600),
     METRICS_ENABLED: booleanVar(true),
+    // --- operators ---
+    METRICS_TOKEN: operatorTokenVar(),
+    METRICS_PORT: intVar(undefined, 1, 65535),
+    ADMIN_TOKEN: operatorTokenVar(),
     LOG_LEVEL: z
       .string()
       .optional()
@@ -303,6 +326,19 @@ const envSchema = z
     if (env.AUTH_JWKS_URL && env.AUTH_JWT_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['AUTH_JWT_SECRET'], message: 'set AUTH_JWKS_URL or AUTH_JWT_SECRET, not both' });
     }
+    // Half-set settings would pass silently and check nothing: refuse them by name.
+    const authOff = !env.AUTH_JWKS_URL && !env.AUTH_JWT_SECRET;
+    const authOnly = 'checks nothing while caller authentication is off: set AUTH_JWKS_URL or AUTH_JWT_SECRET too, or unset it';
+    if (authOff && env.AUTH_ISSUER) ctx.addIssue({ code: 'custom', path: ['AUTH_ISSUER'], message: authOnly });
+    if (authOff && env.AUTH_AUDIENCE.length > 0) ctx.addIssue({ code: 'custom', path: ['AUTH_AUDIENCE'], message: authOnly });
+    if (env.METRICS_PORT !== undefined && env.METRICS_PORT === env.PORT) {
+      ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT (it is the private port that serves /metrics alone)' });
+    }
+    if (!env.METRICS_ENABLED) {
+      for (const name of ['METRICS_PORT', 'METRICS_TOKEN'] as const) {
+        if (env[name] !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'is set but METRICS_ENABLED=false turns /metrics off' });
+      }
+    }
     if (Array.isArray(env.ALLOWED_MODELS) && !env.ALLOWED_MODELS.includes(env.REALTIME_MODEL)) {
       ctx.addIssue({ code: 'custom', path: ['REALTIME_MODEL'], message: 'must be one of ALLOWED_MODELS' });
     }
@@ -352,13 +388,13 @@ export class ConfigError extends Error {
 
 /**
  * Reads the environment once; throws a ConfigError naming every bad variable. Only a bad origin is
- * quoted (origins are public); no other value is, and the API key and JWT secret never, wherever
- * they were pasted.
+ * quoted (origins are public); no other value is, and the API key, JWT secret and operator tokens
+ * never, wherever they were pasted.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const result = envSchema.safeParse(env);
   if (!result.success) {
-    const scrub = secretScrubber(env.OPENAI_API_KEY?.trim(), env.AUTH_JWT_SECRET);
+    const scrub = secretScrubber(env.OPENAI_API_KEY?.trim(), env.AUTH_JWT_SECRET, env.ADMIN_TOKEN, env.METRICS_TOKEN);
     const problems = result.error.issues.map((issue) => scrub(`${issue.path.join('.')} ${issue.message}`));
     throw new ConfigError([...new Set(problems)]);
   }

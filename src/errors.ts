@@ -24,6 +24,8 @@ export type RefusalReason =
   | 'overloaded'
   // /readyz: OpenAI refused the key, or the process is shutting down.
   | 'not_ready'
+  // /admin, /admin/usage, /metrics: the operator's token is missing or wrong.
+  | 'operator_auth'
   | 'internal';
 
 export interface AppErrorOptions {

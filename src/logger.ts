@@ -15,6 +15,8 @@ const REDACTED_PATHS = [
   'apiKey',
   'openaiApiKey',
   'authJwtSecret',
+  'adminToken',
+  'metricsToken',
   'client_secret',
   'value',
   'instructions',
@@ -45,10 +47,10 @@ export function boundedStdout(maxBytes = LOG_BUFFER_BYTES): BoundedDestination {
 }
 
 export function createLogger(
-  config: Pick<Config, 'logLevel'> & { openaiApiKey?: string; authJwtSecret?: string },
+  config: Pick<Config, 'logLevel'> & { openaiApiKey?: string; authJwtSecret?: string; adminToken?: string; metricsToken?: string },
   destination?: DestinationStream,
 ): Logger {
-  const scrub = secretScrubber(config.openaiApiKey, config.authJwtSecret);
+  const scrub = secretScrubber(config.openaiApiKey, config.authJwtSecret, config.adminToken, config.metricsToken);
   const options: LoggerOptions = {
     level: config.logLevel,
     base: { service: 'realtime-token-service' },

@@ -100,6 +100,7 @@ export class ServiceMetrics {
    * not copied into the metrics on every change.
    */
   watch(sources: {
+    ready: () => boolean;
     breakerState: () => BreakerState;
     rateLimitStore: () => SharedStateMode;
     pool: { readonly stats: SecretPoolStats; labelStats(): PoolLabelStats[] } | undefined;
@@ -107,6 +108,14 @@ export class ServiceMetrics {
     droppedLogLines: () => number;
   }): void {
     const registers = [this.registry];
+    new Gauge({
+      name: 'realtime_ready',
+      help: 'What /readyz would answer now: 1 ready, 0 not (OpenAI refused the key at its last check, or shutting down).',
+      registers,
+      collect() {
+        this.set(sources.ready() ? 1 : 0);
+      },
+    });
     new Gauge({
       name: 'realtime_budget_used',
       help: 'Client secrets minted in the current window of each global budget (GLOBAL_MINTS_PER_MINUTE / _PER_DAY), as last counted.',

@@ -24,9 +24,13 @@ export async function createRedis(url: string): Promise<Redis> {
   });
 }
 
-/** Which store counts right now, for /healthz and /metrics. Logs each switch once. */
+/**
+ * Which store counts right now, for /healthz and /metrics. Logs each switch once, the first one
+ * included: a REDIS_URL that never answers is in 'fallback' from the start and is still logged.
+ */
 export class SharedState {
   private current: SharedStateMode;
+  private reportedDown = false;
 
   constructor(
     private readonly hasRedis: boolean,
@@ -42,12 +46,14 @@ export class SharedState {
   redisUp(): void {
     if (!this.hasRedis || this.current === 'redis') return;
     this.current = 'redis';
+    this.reportedDown = false;
     this.log.info('rate limit: counters shared in Redis');
   }
 
   redisDown(cause: string): void {
-    if (!this.hasRedis || this.current === 'fallback') return;
+    if (!this.hasRedis || this.reportedDown) return;
     this.current = 'fallback';
-    this.log.warn({ cause }, 'rate limit: Redis unreachable, counting in-process until it returns');
+    this.reportedDown = true;
+    this.log.warn({ cause: cause.slice(0, 200) }, 'rate limit: Redis unreachable, counting in-process until it returns');
   }
 }

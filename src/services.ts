@@ -1,6 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { ProcessUsage } from './admin/process-usage.js';
+import { bootSummary, bootWarnings } from './boot-summary.js';
 import type { Config } from './config.js';
 import { boundedStdout, createLogger, type BoundedDestination } from './logger.js';
 import { ServiceMetrics } from './metrics.js';
@@ -44,6 +46,8 @@ export interface Services {
   redis: Redis | undefined;
   sharedState: SharedState;
   calls: CallManager;
+  /** What /admin/usage reports until the usage ledger is wired in: this process's mints and refusals. */
+  usage: ProcessUsage;
   /** When the app is ready: connect, check, warm, watch. */
   start(): void;
   /** Shutdown has begun: calls to OpenAI in flight must end within `withinMs`. */
@@ -59,9 +63,9 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
   const now = deps.now ?? Date.now;
   const metrics = new ServiceMetrics(config.metricsEnabled);
   const budget = new MintBudget(config);
-  if (config.globalMintsPerDay === undefined) {
-    logger.warn('no GLOBAL_MINTS_PER_DAY: nothing bounds how many client secrets the whole service mints in a day');
-  }
+  // One line saying what is on, then one per setting that leaves something open.
+  logger.info(bootSummary(config), 'service configured');
+  for (const warning of bootWarnings(config)) logger.warn(warning);
 
   const transport = new UpstreamTransport({
     baseUrl: config.openaiBaseUrl,
@@ -107,7 +111,7 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
     config.healthCheckInterval * 1000,
     now,
     (from, to) => {
-      if (to === 'unauthorized') logger.error({ openai_status: to }, 'OpenAI refused the API key (401/403 on GET /models): /readyz answers 503');
+      if (to === 'unauthorized') logger.error({ openai_status: to }, 'OpenAI refused the API key (401/403 on the readiness check, POST /realtime/client_secrets): /readyz answers 503');
       else logger[to === 'connected' ? 'info' : 'warn']({ openai_status_from: from, openai_status: to }, `OpenAI status ${to}`);
     },
   );
@@ -127,8 +131,12 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
     onEnded: (reason) => metrics.callsEnded.inc({ reason }),
     onHangupFailure: () => metrics.hangupFailures.inc(),
   });
+  const usage = new ProcessUsage({ now, mintsLimit: config.globalMintsPerDay });
+  let draining = false;
   metrics.watchCalls(() => calls.activeCount());
   metrics.watch({
+    // What /readyz would answer (the draining plugin's 503 and the key check), at scrape time.
+    ready: () => !draining && upstreamHealth.snapshot().status !== 'unauthorized',
     breakerState: () => breaker.state,
     rateLimitStore: () => sharedState.mode,
     pool,
@@ -149,6 +157,7 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
     redis,
     sharedState,
     calls,
+    usage,
     start() {
       // Not awaited: the service answers (on in-process limits) while Redis connects.
       redis?.connect().catch(() => undefined);
@@ -160,6 +169,7 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
       calls.watch();
     },
     drain(withinMs) {
+      draining = true;
       transport.drain(withinMs);
     },
     async close() {

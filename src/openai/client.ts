@@ -17,8 +17,8 @@ export interface CreatedCall {
 }
 
 /**
- * One upstream check: ok; unauthorized (OpenAI answered 401/403: the key is bad or revoked);
- * unreachable (no answer in time, a network error, or any other status).
+ * One upstream check: ok; unauthorized (OpenAI answered 401/403: the key is bad or revoked, or may
+ * not use the Realtime API); unreachable (no answer in time, a network error, or any other status).
  */
 export type UpstreamCheck = 'ok' | 'unauthorized' | 'unreachable';
 
@@ -40,6 +40,12 @@ function multipartBody(parts: { name: string; contentType: string; value: string
   );
   return { body: Buffer.from(`${chunks.join('')}--${boundary}--\r\n`), contentType: `multipart/form-data; boundary=${boundary}` };
 }
+
+/**
+ * The readiness check's body: a secret that would expire 1 s after it is made, below OpenAI's
+ * minimum of 10 s (RealtimeCreateClientSecretRequest), so OpenAI refuses it (400) and mints nothing.
+ */
+export const READINESS_PROBE_BODY = JSON.stringify({ expires_after: { anchor: 'created_at', seconds: 1 } });
 
 /** The OpenAI endpoints the service uses, over the one retrying transport. */
 export class OpenAIClient {
@@ -85,11 +91,27 @@ export class OpenAIClient {
     return answer.status === 404 ? 'already_over' : 'ended';
   }
 
-  /** GET /models with a short timeout and no retries: is OpenAI there and is our key good? */
+  /**
+   * Is OpenAI there, and may our key mint? One POST /realtime/client_secrets, short timeout, no
+   * retries, with READINESS_PROBE_BODY, which OpenAI must refuse: 400 means the key authenticated
+   * and has the Realtime permission, and nothing was created.
+   *
+   * Not GET /models: a least-privilege restricted key (Realtime only) has no "List models"
+   * permission, and OpenAI answers it 401 `missing_scope` ("Missing scopes: api.model.read"),
+   * which would fail readiness for a key that mints fine. What OpenAI's docs and reports show
+   * (checked before choosing): a bad or revoked key gets 401 `invalid_api_key`; a restricted key
+   * without an endpoint's permission gets 401 `missing_scope` ("You have insufficient permissions
+   * for this operation. Missing scopes: ..."); a body error is 400 `invalid_request_error`. The
+   * order of the checks is not documented; every report shows key and permission errors ahead of the
+   * body (were it ever the other way, a key without Realtime would read ready and its mints would
+   * fail 502, counted in the refusals). client_secrets has no required field (an empty body would
+   * mint a secret), so the probe sends an out-of-range TTL instead.
+   */
   async checkHealth(timeoutMs: number): Promise<UpstreamCheck> {
-    const status = await this.transport.probe('/models', { authorized: true, timeoutMs });
-    if (status !== undefined && status >= 200 && status < 300) return 'ok';
-    // OpenAI is up and says no to this key (bad or revoked): readiness fails on it.
+    const status = await this.transport.probe('/realtime/client_secrets', { authorized: true, timeoutMs, json: READINESS_PROBE_BODY });
+    // A 2xx would mean OpenAI took the body after all: the key may mint just the same.
+    if (status === 400 || (status !== undefined && status >= 200 && status < 300)) return 'ok';
+    // OpenAI is up and says no to this key (bad, revoked, or without the Realtime permission).
     return status === 401 || status === 403 ? 'unauthorized' : 'unreachable';
   }
 }

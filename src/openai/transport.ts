@@ -185,17 +185,21 @@ export class UpstreamTransport {
   }
 
   /**
-   * One GET with a short timeout and no retries: the status, or undefined when OpenAI did not answer.
-   * With `authorized: false` it carries no key (the keep-warm request: no quota, no usage).
+   * One request with a short timeout and no retries: the status, or undefined when OpenAI did not
+   * answer. A GET, or a POST of `json` when given. With `authorized: false` it carries no key (the
+   * keep-warm request: no quota, no usage).
    */
-  async probe(path: string, options: { authorized: boolean; timeoutMs: number }): Promise<number | undefined> {
+  async probe(path: string, options: { authorized: boolean; timeoutMs: number; json?: string }): Promise<number | undefined> {
     this.lastCallAt = performance.now();
+    const headers: Record<string, string> = options.authorized ? { authorization: this.authorization } : {};
+    if (options.json !== undefined) headers['content-type'] = 'application/json';
     try {
       const { statusCode, body } = await this.pool.request({
-        // GET: undici closes a connection after a HEAD (servers that send a body anyway).
-        method: 'GET',
+        // GET, not HEAD: undici closes a connection after a HEAD (servers that send a body anyway).
+        method: options.json === undefined ? 'GET' : 'POST',
         path: `${this.pathPrefix}${path}`,
-        headers: options.authorized ? { authorization: this.authorization } : {},
+        headers,
+        body: options.json,
         signal: AbortSignal.timeout(options.timeoutMs),
       });
       await body.dump();
@@ -220,8 +224,8 @@ export class UpstreamTransport {
   /**
    * Keeps a connection to OpenAI open so no mint pays a TLS handshake (100+ ms cold): every
    * KEEP_WARM_MS with no call out, below the pool's 30 s keep-alive, it sends a request that
-   * carries no key (OpenAI answers 401: no quota, no usage). At boot the readiness check (GET
-   * /models with the key) opens the first connection; this keeps it.
+   * carries no key (OpenAI answers 401: no quota, no usage). At boot the readiness check (with the
+   * key) opens the first connection; this keeps it.
    */
   keepWarm(): void {
     this.keepWarmTimer ??= setInterval(() => {

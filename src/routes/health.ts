@@ -16,7 +16,7 @@ const healthSchema = z.object({
   version: z.string(),
   uptime_seconds: z.number(),
   openai_status: z.enum(['connected', 'disconnected', 'unauthorized', 'unknown']).describe(
-    'Result of the last GET /models, cached for HEALTH_CHECK_INTERVAL seconds: unauthorized when OpenAI ' +
+    'Result of the last readiness check (POST /realtime/client_secrets with a body OpenAI must refuse as invalid), cached for HEALTH_CHECK_INTERVAL seconds: unauthorized when OpenAI ' +
       'refused the key (401/403), disconnected when it did not answer usefully, unknown before the first check.',
   ),
   openai_checked_at: z.string().optional(),

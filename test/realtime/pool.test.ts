@@ -274,9 +274,9 @@ describe('warm secret pool: a miss while a refill is in flight', () => {
 describe('warm upstream connection', () => {
   it('opens a connection to OpenAI at start, which the first mint reuses', async () => {
     t = await openai.app();
-    // the readiness check at boot (GET /models with the key) opens the connection
+    // the readiness check at boot (with the key) opens the connection
     await waitUntil(() => openai.fake.connections === 1 && openai.fake.answered === 1, 'boot check answered');
-    expect(openai.fake.modelsCalls).toBe(1);
+    expect(openai.fake.readinessChecks).toBe(1);
     expect((await t.mint({})).statusCode).toBe(200);
     expect(openai.fake.connections).toBe(1);
   });

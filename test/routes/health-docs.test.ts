@@ -36,7 +36,7 @@ const healthz = async () => {
 /** Waits for the background upstream check the last probe started. */
 async function settle(): Promise<void> {
   await t.app.inject({ method: 'GET', url: '/healthz' });
-  for (let i = 0; i < 50 && openai.fake.modelsCalls === 0; i++) await new Promise(setImmediate);
+  for (let i = 0; i < 50 && openai.fake.readinessChecks === 0; i++) await new Promise(setImmediate);
 }
 
 describe('GET /healthz', () => {
@@ -53,19 +53,19 @@ describe('GET /healthz', () => {
 
   it('calls OpenAI at most once per HEALTH_CHECK_INTERVAL however often it is probed', async () => {
     for (let i = 0; i < 25; i++) await healthz();
-    await expect.poll(() => openai.fake.modelsCalls).toBe(1);
+    await expect.poll(() => openai.fake.readinessChecks).toBe(1);
     for (let i = 0; i < 25; i++) await healthz();
     clock.advance(29_000);
     await healthz();
-    expect(openai.fake.modelsCalls).toBe(1);
+    expect(openai.fake.readinessChecks).toBe(1);
     clock.advance(1_000);
     await healthz();
-    await expect.poll(() => openai.fake.modelsCalls).toBe(2);
+    await expect.poll(() => openai.fake.readinessChecks).toBe(2);
   });
 
   it('reports disconnected when OpenAI fails the check, and is still 200', async () => {
     await expect.poll(async () => (await healthz()).openai_status).toBe('connected');
-    openai.fake.modelsStatus = 500;
+    openai.fake.readinessStatus = 500;
     clock.advance(30_000);
     await expect.poll(async () => (await healthz()).openai_status).toBe('disconnected');
   });

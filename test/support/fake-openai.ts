@@ -71,15 +71,46 @@ export const CANNED_SDP_ANSWER = [
 
 export const FAKE_API_KEY = 'sk-test-fake-0123456789abcdefghij';
 
-function openaiError(message: string, type: string, code: string | null) {
-  return { error: { message, type, param: null, code } };
+/**
+ * What a key may do at the fake, as OpenAI's key permissions allow: all; a least-privilege
+ * restricted key with the Realtime permission and not "List models"; a restricted key without the
+ * Realtime permission; a revoked key (OpenAI then answers as for an unknown key).
+ */
+export type KeyAccess = 'all' | 'realtime_only' | 'no_realtime' | 'revoked';
+
+function openaiError(message: string, type: string, code: string | null, param: string | null = null) {
+  return { error: { message, type, param, code } };
+}
+
+/** OpenAI's answer to a restricted key without the permission an endpoint needs. */
+function missingScope(scope: string) {
+  return openaiError(
+    `You have insufficient permissions for this operation. Missing scopes: ${scope}. Check that you have the correct role in your ` +
+      "organization (Reader, Writer, Owner) and project (Viewer, Member, Owner), and if you're using a restricted API key, that it has the necessary scopes.",
+    'invalid_request_error',
+    'missing_scope',
+  );
+}
+
+/** The service's readiness check: no session, a TTL under OpenAI's minimum of 10 s. */
+function isReadinessProbe(body: unknown): boolean {
+  const request = body as { session?: unknown; expires_after?: { seconds?: unknown } } | null;
+  const seconds = request?.expires_after?.seconds;
+  return typeof request === 'object' && request !== null && request.session === undefined && typeof seconds === 'number' && seconds < 10;
 }
 
 /** A real HTTP server on loopback that behaves like OpenAI's client-secret endpoint. */
 export class FakeOpenAI {
   readonly requests: RecordedRequest[] = [];
+  /** GET /models with a key the fake accepts, and what it answers them (unless the key may not list models). */
   modelsCalls = 0;
   modelsStatus = 200;
+  /** The service's readiness checks (POST /realtime/client_secrets that OpenAI must refuse), never in `requests`. */
+  readinessChecks = 0;
+  /** Answer the readiness check with this status instead of OpenAI's 400 (an overloaded or refusing OpenAI). */
+  readinessStatus: number | undefined;
+  /** Keys the fake knows, and what each may do (its own key: all). Anything else is an unknown key. */
+  readonly keys = new Map<string, KeyAccess>();
   /** Added before every answer, scripted or not. */
   latencyMs = 0;
   /** Plus a uniform random [0, latencyJitterMs) on top of latencyMs: an upstream that varies (benchmark). */
@@ -128,6 +159,7 @@ export class FakeOpenAI {
     fake.latencyJitterMs = options.latencyJitterMs ?? 0;
     fake.keepRequests = options.keepRequests ?? true;
     fake.apiKey = options.apiKey ?? FAKE_API_KEY;
+    fake.keys.set(fake.apiKey, 'all');
     server.on('connection', (socket) => {
       fake.sockets.add(socket);
       fake.connections += 1;
@@ -188,13 +220,18 @@ export class FakeOpenAI {
     const latency = this.latencyMs + Math.random() * this.latencyJitterMs;
     if (latency > 0) await new Promise((r) => setTimeout(r, latency));
 
-    if (req.headers.authorization !== `Bearer ${this.apiKey}`) {
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const access = bearer === undefined ? undefined : this.keys.get(bearer);
+    if (access === undefined || access === 'revoked') {
       return this.json(res, 401, openaiError('Incorrect API key provided: sk-te***ij.', 'invalid_request_error', 'invalid_api_key'));
     }
     if (req.method === 'GET' && path === '/v1/models') {
       this.modelsCalls += 1;
+      if (access === 'realtime_only') return this.json(res, 401, missingScope('api.model.read'));
       return this.json(res, this.modelsStatus, { object: 'list', data: [{ id: 'gpt-realtime', object: 'model' }] });
     }
+    // The Realtime permission's scope name here is the fake's own: OpenAI's is not documented.
+    if (access === 'no_realtime' && path.startsWith('/v1/realtime/')) return this.json(res, 401, missingScope('api.realtime.write'));
     if (path === '/v1/realtime/sessions' || req.headers['openai-beta'] !== undefined) {
       return this.json(res, 400, openaiError('The beta API shape is disabled.', 'invalid_request_error', 'beta_api_shape_disabled'));
     }
@@ -209,6 +246,20 @@ export class FakeOpenAI {
     let schemaErrors: string[];
     try {
       body = JSON.parse(text);
+      if (isReadinessProbe(body)) {
+        this.readinessChecks += 1;
+        if (this.readinessStatus !== undefined) return this.json(res, this.readinessStatus, openaiError('Scripted.', 'server_error', null));
+        return this.json(
+          res,
+          400,
+          openaiError(
+            "Invalid 'expires_after.seconds': integer below minimum value. Expected a value >= 10.",
+            'invalid_request_error',
+            'integer_below_min_value',
+            'expires_after.seconds',
+          ),
+        );
+      }
       // Benchmark mode records nothing and skips the schema check, so the fake costs little CPU.
       schemaErrors = this.keepRequests ? validateClientSecretRequest(body) : [];
     } catch {
