@@ -33,6 +33,8 @@ export interface SidebandSettings {
   onCorrection?: () => void;
 }
 
+/** SPEC: a sideband not open (or reopened) within 5 s leaves the call unwatched; under a cap it is hung up. */
+export const SIDEBAND_OPEN_TIMEOUT_MS = 5_000;
 /** Waits between attempts to (re)open: quick at first (the 5 s window allows several), then slower. */
 const RETRY_BASE_MS = 250;
 const RETRY_CAP_MS = 30_000;

@@ -381,6 +381,9 @@ export class FakeOpenAI {
    * hung up, with the server key only (OpenAI answers an ephemeral key 404, a wrong key 401).
    */
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // After 'upgrade' the HTTP server no longer listens for socket errors: a client that gives up
+    // mid-handshake (RST) must not become an uncaught exception.
+    socket.on('error', () => socket.destroy());
     const url = new URL(req.url ?? '/', 'http://fake');
     const callId = url.searchParams.get('call_id') ?? undefined;
     const authorization = req.headers.authorization;
@@ -410,6 +413,8 @@ export class FakeOpenAI {
         if (set.size === 0) this.sidebands.delete(callId);
       });
       ws.on('message', (data: Buffer) => this.sidebandMessage(callId, data.toString('utf8')));
+      // A client that vanishes (reset) is what a lost sideband looks like: not a failure of the fake.
+      ws.on('error', () => ws.terminate());
       this.sendTo(ws, callId, { type: 'session.created', event_id: `event_${this.nextEventId()}`, session: call.current });
     });
   }

@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config.js';
-import { buildInstructions, buildSession, resolveChoice } from '../../src/realtime/session.js';
+import { resolveChoice } from '../../src/realtime/choices.js';
+import { buildInstructions, buildSession } from '../../src/realtime/session.js';
 import { Sidebands, type LockedSession, type SidebandEvent, type SidebandSettings } from '../../src/realtime/sideband.js';
 import { LogCapture } from './app.js';
 import { SDP_OFFER } from './calls.js';
