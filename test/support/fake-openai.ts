@@ -112,6 +112,25 @@ export const CANNED_SDP_ANSWER = [
 
 export const FAKE_API_KEY = 'sk-test-fake-0123456789abcdefghij';
 
+const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * A session.update applied as OpenAI documents it: only the fields present change (objects merged
+ * field by field, unless the new one names its own `type`), `null` clears a field, `type` names the
+ * kind of session and `model` cannot change.
+ */
+export function applySessionChange(current: Record<string, unknown>, change: Record<string, unknown>, top = true): Record<string, unknown> {
+  const next = { ...current };
+  for (const [field, value] of Object.entries(change)) {
+    if (top && (field === 'type' || field === 'model')) continue;
+    if (value === null) delete next[field];
+    // An object that names its `type` (a format, a turn detection) is a new one, not a change.
+    else if (isPlainObject(value) && isPlainObject(next[field]) && !('type' in value)) next[field] = applySessionChange(next[field], value, false);
+    else next[field] = value;
+  }
+  return next;
+}
+
 function openaiError(message: string, type: string, code: string | null) {
   return { error: { message, type, param: null, code } };
 }
@@ -243,7 +262,7 @@ export class FakeOpenAI {
   /** The page changed the session over its data channel: OpenAI applies it and says so on the sideband. */
   pushSessionUpdated(callId: string, change: Record<string, unknown>): void {
     const call = this.liveCall(callId);
-    call.current = { ...call.current, ...change };
+    call.current = applySessionChange(call.current, change);
     this.send(callId, { type: 'session.updated', event_id: `event_${this.nextEventId()}`, session: call.current });
   }
 
@@ -438,10 +457,7 @@ export class FakeOpenAI {
       for (const socket of this.sidebands.get(callId) ?? []) socket.send(JSON.stringify({ type: 'error', event_id: `event_${this.nextEventId()}`, error }));
       return;
     }
-    // `type` ("realtime") is how a session.update says which kind of session it changes, not a change.
-    const change = { ...(event as { session: Record<string, unknown> }).session };
-    delete change.type;
-    call.current = { ...call.current, ...change };
+    call.current = applySessionChange(call.current, (event as { session: Record<string, unknown> }).session);
     this.send(callId, { type: 'session.updated', event_id: `event_${this.nextEventId()}`, session: call.current });
   }
 
