@@ -17,7 +17,7 @@ export function defaultCallSession(baseUrl: string) {
 }
 
 /** Creates a call at the fake the way the service does (multipart, server key); returns its id. */
-export async function createFakeCall(fake: FakeOpenAI, session: object): Promise<string> {
+export async function createFakeCall(fake: Pick<FakeOpenAI, 'baseUrl'>, session: object): Promise<string> {
   const form = new FormData();
   form.set('sdp', new Blob([SDP_OFFER], { type: 'application/sdp' }));
   form.set('session', new Blob([JSON.stringify(session)], { type: 'application/json' }));
