@@ -38,8 +38,12 @@ export const SIDEBAND_OPEN_TIMEOUT_MS = 5_000;
 /** Waits between attempts to (re)open: quick at first (the 5 s window allows several), then slower. */
 const RETRY_BASE_MS = 250;
 const RETRY_CAP_MS = 30_000;
-/** Corrections in a row that OpenAI does not take (no session.updated that matches): stop, say so. */
-const MAX_UNANSWERED_CORRECTIONS = 5;
+/** At most one correction per this long per call: a page sending updates in a burst gets one answer, last. */
+const MIN_CORRECTION_GAP_MS = 200;
+/** Corrections on one call logged line by line; past this they are counted only. */
+const LOGGED_CORRECTIONS = 10;
+/** Corrections sent with no matching session seen since: OpenAI is not taking them (logged once). */
+const CORRECTIONS_BEFORE_ALARM = 10;
 
 /** The server-side WebSocket of a call: OPENAI_BASE_URL as ws(s) plus /realtime?call_id=<id>. */
 export function sidebandUrl(baseUrl: string, callId: string): string {
@@ -112,8 +116,10 @@ export class Sideband {
   private retryTimer: NodeJS.Timeout | undefined;
   private attemptTimer: NodeJS.Timeout | undefined;
   private outageTimer: NodeJS.Timeout | undefined;
-  private unansweredCorrections = 0;
+  private correctionsSinceMatch = 0;
   private correctionsSent = 0;
+  private lastCorrectionAt = Number.NEGATIVE_INFINITY;
+  private correctionTimer: NodeJS.Timeout | undefined;
   private readonly problemsLogged = new Set<string>();
   private readonly log: FastifyBaseLogger;
 
@@ -146,6 +152,7 @@ export class Sideband {
     clearTimeout(this.retryTimer);
     clearTimeout(this.attemptTimer);
     clearTimeout(this.outageTimer);
+    clearTimeout(this.correctionTimer);
     this.markClosed();
     const socket = this.socket;
     this.socket = undefined;
@@ -303,14 +310,27 @@ export class Sideband {
     if ('instructions' in session && session.instructions !== this.locked.instructions) changed.push('instructions');
     if ('max_output_tokens' in session && session.max_output_tokens !== this.locked.max_output_tokens) changed.push('max_output_tokens');
     if (changed.length === 0) {
-      this.unansweredCorrections = 0;
+      this.correctionsSinceMatch = 0;
       return;
     }
-    if (this.unansweredCorrections >= MAX_UNANSWERED_CORRECTIONS) {
-      return this.problem('session lock not taken', { changed });
-    }
-    this.unansweredCorrections += 1;
+    // Never given up, only paced: the last word on the session is always the service's.
+    const wait = this.lastCorrectionAt + MIN_CORRECTION_GAP_MS - performance.now();
+    if (wait <= 0) return this.correct(changed);
+    this.correctionTimer ??= setTimeout(() => {
+      this.correctionTimer = undefined;
+      this.correct(changed);
+    }, wait);
+    this.correctionTimer.unref();
+  }
+
+  /** Sends the locked fields back (idempotent: restoring twice is harmless). */
+  private correct(changed: string[]): void {
+    // Not open: the reopened sideband's session.created shows the session again, and is judged then.
+    if (!this.isOpen) return;
+    this.lastCorrectionAt = performance.now();
     this.correctionsSent += 1;
+    this.correctionsSinceMatch += 1;
+    if (this.correctionsSinceMatch === CORRECTIONS_BEFORE_ALARM) this.problem('session lock not taken', { changed });
     this.send({
       type: 'session.update',
       event_id: `lock_${this.correctionsSent}`,
@@ -318,7 +338,11 @@ export class Sideband {
     });
     this.hub.settings.onCorrection?.();
     // Never the instructions themselves: only which fields were put back.
-    this.log.warn({ call_id: this.callId, changed }, 'session lock: the page changed the session, restored');
+    if (this.correctionsSent <= LOGGED_CORRECTIONS) {
+      this.log.warn({ call_id: this.callId, changed, correction: this.correctionsSent }, 'session lock: the page changed the session, restored');
+    } else if (this.correctionsSent === LOGGED_CORRECTIONS + 1) {
+      this.log.warn({ call_id: this.callId }, 'session lock: further corrections on this call are counted, not logged');
+    }
   }
 
   private send(event: object): void {

@@ -207,6 +207,20 @@ describe('a call’s sideband, against the fake OpenAI', () => {
     expect(t.sideband.corrections).toBe(1);
   });
 
+  it('a burst of page updates is answered, paced, and the service has the last word', async () => {
+    const t = await watched();
+    await waitUntil(() => t.sideband.open, 'the sideband open');
+    for (let i = 0; i < 30; i += 1) fake.pushSessionUpdated(t.callId, { instructions: `persona ${i}` });
+    // One correction at once, one paced after the burst: the session ends as the service set it.
+    await waitUntil(() => t.sideband.corrections === 2, 'the paced second correction');
+    await waitUntil(() => fake.calls.get(t.callId)?.current.instructions === t.locked.instructions, 'the persona restored');
+    expect(t.logs.find('sideband problem')).toEqual([]);
+    // Pacing, not a loop: nothing more is sent once OpenAI holds the service's session.
+    fake.pushResponseDone(t.callId, USAGE);
+    await waitUntil(() => t.usages.length === 1, 'a later event');
+    expect(t.sideband.corrections).toBe(2);
+  });
+
   it('LOCK_SESSION=false leaves the page’s session alone', async () => {
     const t = await watched({ lockSession: false });
     await waitUntil(() => t.sideband.open, 'the sideband open');
