@@ -244,6 +244,8 @@ export class CallManager {
         if (watched) this.unwatch(watched);
         return undefined;
       }
+      // OpenAI closes the sideband with the call: not a drop to repair.
+      this.watched.get(call.callId)?.sideband.finishing();
       const outcome = await client.hangup(call.callId, { log });
       await store.finish(call);
       this.ended(call, reason, log, outcome);

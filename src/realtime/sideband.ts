@@ -111,6 +111,8 @@ export class Sideband {
   private socket: WebSocket | undefined;
   private isOpen = false;
   private wanted = true;
+  /** The call is being hung up: events are still read, a close is no longer a drop to repair. */
+  private ending = false;
   private everOpened = false;
   private attempts = 0;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -145,6 +147,13 @@ export class Sideband {
     return this.correctionsSent;
   }
 
+  /** The call is being hung up: OpenAI will close the socket, which must not be reopened or mourned. */
+  finishing(): void {
+    this.ending = true;
+    clearTimeout(this.outageTimer);
+    clearTimeout(this.retryTimer);
+  }
+
   /** For good: the call is over (or this process stops watching it). */
   close(): void {
     if (!this.wanted) return;
@@ -164,7 +173,7 @@ export class Sideband {
   }
 
   private connect(): void {
-    if (!this.wanted) return;
+    if (!this.wanted || this.ending) return;
     const { baseUrl, apiKey, openTimeoutMs } = this.hub.settings;
     let socket: WebSocket;
     try {
@@ -196,7 +205,7 @@ export class Sideband {
       this.socket = undefined;
       const wasOpen = this.isOpen;
       this.markClosed();
-      if (!this.wanted) return;
+      if (!this.wanted || this.ending) return;
       if (wasOpen) {
         this.log.warn({ call_id: this.callId, close_code: event.code }, 'sideband dropped, reopening');
         this.attempts = 0;
@@ -253,7 +262,7 @@ export class Sideband {
     clearTimeout(this.outageTimer);
     this.outageTimer = setTimeout(() => {
       this.outageTimer = undefined;
-      if (!this.wanted || this.isOpen) return;
+      if (!this.wanted || this.ending || this.isOpen) return;
       this.hub.settings.onEvent?.('failed');
       this.log.warn({ call_id: this.callId, open_timeout_ms: this.hub.settings.openTimeoutMs }, 'sideband could not be opened');
       try {

@@ -75,6 +75,9 @@ describe('every relayed call is watched over its sideband', () => {
       }),
     ]);
     await waitUntil(() => openai.fake.sidebandsOpen(callId) === 0, 'the sideband closed');
+    // OpenAI closes the sideband with the call: that is no drop to repair.
+    expect(t.logs.find('sideband dropped, reopening')).toEqual([]);
+    expect(openai.fake.sidebandUpgrades).toHaveLength(1);
     const text = await metrics(t);
     expect(text).toMatch(/^realtime_sideband_total\{event="opened"\} 1$/m);
     expect(text).toMatch(/^realtime_sideband_total\{event="failed"\} 0$/m);
