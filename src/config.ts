@@ -318,6 +318,8 @@ const envShape = {
     // Relayed calls (POST /v1/realtime/calls): OpenAI's own limit is 60 minutes a session.
     MAX_CALL_SECONDS: intVar(1800, 10, 3600),
     MAX_CONCURRENT_CALLS_PER_CLIENT: intVar(2, 1, 1000),
+    // The sideband of each relayed call puts back instructions and max_output_tokens the page changed.
+    LOCK_SESSION: booleanVar(true),
 };
 
 const envSchema = z

@@ -40,8 +40,23 @@ export class ServiceMetrics {
 
   readonly callsEnded = new Counter({
     name: 'realtime_calls_ended_total',
-    help: 'Relayed calls ended, by reason: client (DELETE), deadline (MAX_CALL_SECONDS), error (hangup given up).',
+    help:
+      'Relayed calls ended, by reason: delete (DELETE by the client), deadline (MAX_CALL_SECONDS), spend (the client’s spend cap), ' +
+      'budget (the global spend cap), sideband (no sideband while a cap is on), error (hangup given up).',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly sidebandEvents = new Counter({
+    name: 'realtime_sideband_total',
+    help: 'Sidebands of relayed calls: opened, reopened (after a drop), failed (not open within 5 s of being wanted).',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+
+  readonly lockCorrections = new Counter({
+    name: 'realtime_session_lock_corrections_total',
+    help: 'session.update events sent to restore instructions or max_output_tokens a page changed (LOCK_SESSION).',
     registers: [this.registry],
   });
 
@@ -50,6 +65,19 @@ export class ServiceMetrics {
     help: 'Hangups of relayed calls that failed after their retries (each is tried again later).',
     registers: [this.registry],
   });
+
+  /** Sidebands open in this process, read at scrape time. */
+  watchSidebands(openCount: () => number): void {
+    for (const event of ['opened', 'reopened', 'failed'] as const) this.sidebandEvents.inc({ event }, 0);
+    new Gauge({
+      name: 'realtime_sideband_open',
+      help: 'Sidebands of relayed calls open in this process.',
+      registers: [this.registry],
+      collect() {
+        this.set(openCount());
+      },
+    });
+  }
 
   countCallStart(model: string, outcome: 'started' | 'failed'): void {
     this.callStarts.inc({ model, outcome });

@@ -11,10 +11,12 @@ import { OpenAIClient } from './openai/client.js';
 import { UpstreamTransport } from './openai/transport.js';
 import { UpstreamHealth } from './openai/upstream-health.js';
 import type { JwtVerifierOptions } from './plugins/caller-auth.js';
+import { NO_SPEND_CAPS, type CallSpend } from './realtime/call-spend.js';
 import { CallManager } from './realtime/calls.js';
 import { MemoryCallStore, RedisCallStore } from './realtime/calls-store.js';
 import { SecretMinter, type PreparedSession } from './realtime/minter.js';
 import { SecretPool } from './realtime/secret-pool.js';
+import { SIDEBAND_OPEN_TIMEOUT_MS, Sidebands } from './realtime/sideband.js';
 import { createRedis, SharedState } from './redis.js';
 import { MintBudget } from './usage/mint-budget.js';
 
@@ -28,6 +30,8 @@ export interface AppDeps {
   random?: () => number;
   /** Caller authentication knobs (tests shorten the JWKS refetch cooldown). */
   jwt?: JwtVerifierOptions;
+  /** What prices relayed calls' usage and enforces the spend caps (default: no caps). */
+  spend?: CallSpend;
 }
 
 /** Everything the service is, apart from HTTP: built once per app, started and closed with it. */
@@ -117,6 +121,17 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
   );
   const redis = config.redisUrl ? await createRedis(config.redisUrl) : undefined;
   const sharedState = new SharedState(redis !== undefined, logger);
+  // One sideband per relayed call started here: usage, session lock, fail closed under a cap.
+  const sidebands = new Sidebands({
+    baseUrl: config.openaiBaseUrl,
+    apiKey: config.openaiApiKey,
+    lockSession: config.lockSession,
+    openTimeoutMs: SIDEBAND_OPEN_TIMEOUT_MS,
+    log: logger.child({ component: 'sideband' }),
+    onEvent: (event) => metrics.sidebandEvents.inc({ event }),
+    onCorrection: () => metrics.lockCorrections.inc(),
+  });
+  metrics.watchSidebands(() => sidebands.openCount);
   // Relayed calls: deadlines shared in Redis when there is one (any replica hangs up what is due).
   const calls = new CallManager({
     config,
@@ -130,6 +145,8 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
     random: deps.random ?? Math.random,
     onEnded: (reason) => metrics.callsEnded.inc({ reason }),
     onHangupFailure: () => metrics.hangupFailures.inc(),
+    spend: deps.spend ?? NO_SPEND_CAPS,
+    sidebands,
   });
   const usage = new ProcessUsage({ now, mintsLimit: config.globalMintsPerDay });
   let draining = false;

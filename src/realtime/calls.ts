@@ -5,11 +5,18 @@ import { AppError } from '../errors.js';
 import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { OpenAIClient } from '../openai/client.js';
 import { UpstreamError, upstreamAppError } from '../openai/upstream-error.js';
+import { TOKEN_KINDS, type CallSpend } from './call-spend.js';
 import type { CallStore, MemoryCallStore, TrackedCall } from './calls-store.js';
 import type { SessionChoice } from './choices.js';
 import type { SecretMinter } from './minter.js';
+import type { Sideband, Sidebands } from './sideband.js';
 
-export type CallEndReason = 'client' | 'deadline' | 'error';
+/**
+ * Why a call ended: delete (DELETE by its client), deadline (MAX_CALL_SECONDS), spend (its client's
+ * spend cap), budget (the global spend cap), sideband (no sideband while a cap is on), error (a
+ * hangup given up).
+ */
+export type CallEndReason = 'delete' | 'deadline' | 'spend' | 'budget' | 'sideband' | 'error';
 
 export interface StartedCall {
   callId: string;
@@ -33,6 +40,23 @@ export interface CallManagerOptions {
   random: () => number;
   onEnded: (reason: CallEndReason) => void;
   onHangupFailure: () => void;
+  /** Prices each call's usage and says when a cap is reached. */
+  spend: CallSpend;
+  /** Opens a sideband per call started here (undefined: calls are not watched). */
+  sidebands: Sidebands | undefined;
+}
+
+/** A call started by this replica, watched over its sideband. */
+interface WatchedCall {
+  call: TrackedCall;
+  store: CallStore;
+  sideband: Sideband;
+  /** Priced so far, by token kind. */
+  tokens: Record<string, number>;
+  costNanoUsd: number;
+  responses: number;
+  /** Set once ending it has begun; a failed hangup is retried with the same reason. */
+  ending?: CallEndReason;
 }
 
 /** Every replica looks for due calls at least this often (a call started elsewhere has no timer here). */
@@ -58,6 +82,9 @@ export class CallManager {
   private timerFiresAt = 0;
   private polling = false;
   private closed = false;
+  /** Calls this replica started and watches: their sidebands, their usage so far. */
+  private readonly watched = new Map<string, WatchedCall>();
+  private checkingCaps = false;
 
   constructor(private readonly options: CallManagerOptions) {
     this.leaseMs = options.client.deadlineMs + 5_000;
@@ -69,7 +96,7 @@ export class CallManager {
     const slotId = `pending:${randomUUID()}`;
     // A pending slot outlives the slowest possible OpenAI answer, then frees itself if we die.
     const store = await this.reserve(clientKey, slotId, now() + client.deadlineMs + 5_000);
-    const { session } = sessions.sessionFor(choice);
+    const { session, instructions } = sessions.sessionFor(choice);
     const started = performance.now();
     let created;
     try {
@@ -88,14 +115,18 @@ export class CallManager {
       endsAt: startedAt + config.maxCallSeconds * 1000,
       attempts: 0,
     };
+    let kept = store;
     try {
       await store.activate(slotId, call);
     } catch (error) {
       // Redis failed between reserve and activate: the deadline must still be kept, here.
       log.warn({ err: error, call_id: call.callId }, 'calls: shared store failed, keeping the deadline in-process');
       await this.options.local.activate(slotId, call);
+      kept = this.options.local;
     }
     this.wake(call.endsAt);
+    // Right after OpenAI answered: the sideband sees the call from its first response.
+    this.watchCall(call, kept, choice.model, instructions, session.max_output_tokens);
     return { callId: call.callId, answerSdp: created.answerSdp, endsAt: call.endsAt, upstreamMs };
   }
 
@@ -109,7 +140,7 @@ export class CallManager {
     const { store, call } = found;
     const now = this.options.now();
     if (!(await store.claim(callId, now, now + this.leaseMs))) return true;
-    const error = await this.hangUp(store, call, 'client', log);
+    const error = await this.hangUp(store, call, 'delete', log);
     if (error) throw upstreamAppError(error);
     return true;
   }
@@ -117,7 +148,7 @@ export class CallManager {
   /** Hangs up every call due now and waits for the hangups (the timer does this by itself). */
   async hangUpDue(): Promise<void> {
     const claimed = await this.claimDue();
-    await Promise.all(claimed.map(({ store, call }) => this.track(this.hangUp(store, call, 'deadline', this.options.log))));
+    await Promise.all(claimed.map(({ store, call }) => this.track(this.hangUp(store, call, this.dueReason(call), this.options.log))));
   }
 
   async activeCount(): Promise<number> {
@@ -140,6 +171,9 @@ export class CallManager {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    // The calls go on (see above); this replica stops watching them.
+    if (this.watched.size > 0) this.options.log.warn({ calls: this.watched.size }, 'calls: shutting down, closing the sidebands of calls still running');
+    for (const watched of [...this.watched.values()]) this.unwatch(watched);
     await Promise.allSettled([...this.inFlight]);
     const orphans = await this.options.local.activeCount();
     if (orphans > 0) {
@@ -206,8 +240,12 @@ export class CallManager {
       if (call.clientKey === '') {
         // A deadline whose record expired: nothing left to end or free.
         await store.finish(call);
+        const watched = this.watched.get(call.callId);
+        if (watched) this.unwatch(watched);
         return undefined;
       }
+      // OpenAI closes the sideband with the call: not a drop to repair.
+      this.watched.get(call.callId)?.sideband.finishing();
       const outcome = await client.hangup(call.callId, { log });
       await store.finish(call);
       this.ended(call, reason, log, outcome);
@@ -236,7 +274,10 @@ export class CallManager {
     }
   }
 
+  /** The audit line of a call's end; its usage when this replica watched it (then it stops watching). */
   private ended(call: TrackedCall, reason: CallEndReason, log: FastifyBaseLogger, outcome: string): void {
+    const watched = this.watched.get(call.callId);
+    if (watched) this.unwatch(watched);
     log.info(
       {
         audit: 'call_ended',
@@ -245,9 +286,121 @@ export class CallManager {
         reason,
         hangup: outcome,
         duration_s: Math.round((this.options.now() - call.startedAt) / 100) / 10,
+        ...(watched ? usageFields(watched) : { usage_seen: false }),
       },
       'call ended',
     );
+  }
+
+  /** Opens the call's sideband: its usage is charged, and a lost sideband ends the call while a cap is on. */
+  private watchCall(call: TrackedCall, store: CallStore, model: string, instructions: string, maxOutputTokens: number | 'inf'): void {
+    const { sidebands } = this.options;
+    if (!sidebands || this.closed) return;
+    const watched = { call, store, tokens: {}, costNanoUsd: 0, responses: 0 } as Omit<WatchedCall, 'sideband'> as WatchedCall;
+    watched.sideband = sidebands.watch(call.callId, model, { instructions, max_output_tokens: maxOutputTokens }, {
+      usage: (usage, usageModel) => void this.track(this.charge(watched, usage, usageModel)),
+      lost: () => void this.track(this.sidebandLost(watched)),
+    });
+    this.watched.set(call.callId, watched);
+  }
+
+  private unwatch(watched: WatchedCall): void {
+    watched.sideband.close();
+    if (this.watched.get(watched.call.callId) === watched) this.watched.delete(watched.call.callId);
+  }
+
+  /** One response.done: charged to the client and the service; a cap reached ends calls here at once. */
+  private async charge(watched: WatchedCall, usage: unknown, model: string): Promise<void> {
+    const { spend, log } = this.options;
+    let result: Awaited<ReturnType<CallSpend['charge']>>;
+    try {
+      result = await spend.charge(watched.call.clientKey, model, usage);
+    } catch (error) {
+      log.error({ err: error, call_id: watched.call.callId }, 'calls: charging a call’s usage failed');
+      return;
+    }
+    watched.responses += 1;
+    if (result.priced) {
+      // Every kind the pricing counts (it may know more than text and audio).
+      for (const [kind, count] of Object.entries(result.priced.tokens) as [string, number][]) watched.tokens[kind] = (watched.tokens[kind] ?? 0) + count;
+      watched.costNanoUsd += result.priced.costNanoUsd;
+    }
+    if (result.capped === 'global') {
+      await this.endWatched([...this.watched.values()], 'budget');
+    } else if (result.capped === 'client') {
+      const clientKey = watched.call.clientKey;
+      await this.endWatched([...this.watched.values()].filter((other) => other.call.clientKey === clientKey), 'spend');
+    }
+  }
+
+  /** The sideband stayed shut for its open timeout: the call may be over elsewhere, or is now unwatched. */
+  private async sidebandLost(watched: WatchedCall): Promise<void> {
+    if (this.watched.get(watched.call.callId) !== watched || watched.ending) return;
+    let current: TrackedCall | undefined | 'unknown';
+    try {
+      current = await watched.store.get(watched.call.callId);
+    } catch {
+      current = 'unknown';
+    }
+    if (current === undefined) {
+      // Ended by another replica (DELETE or deadline there): OpenAI closed the sideband with the call.
+      this.unwatch(watched);
+      this.options.log.info({ audit: 'call_usage', call_id: watched.call.callId, client: watched.call.clientKey, ...usageFields(watched) }, 'call usage');
+      return;
+    }
+    // Fail closed: while a cap is on, a call whose spend cannot be seen does not go on.
+    if (this.options.spend.enforcing) await this.endWatched([watched], 'sideband');
+  }
+
+  /** Hangs these watched calls up (each claimed first, so one replica ends it once). */
+  private async endWatched(calls: readonly WatchedCall[], reason: CallEndReason): Promise<void> {
+    const { now, log } = this.options;
+    await Promise.all(
+      calls
+        .filter((watched) => !watched.ending)
+        .map(async (watched) => {
+          watched.ending = reason;
+          const at = now();
+          let claimed = false;
+          try {
+            claimed = await watched.store.claim(watched.call.callId, at, at + this.leaseMs);
+          } catch (error) {
+            log.warn({ err: error, call_id: watched.call.callId }, 'calls: could not claim a call to end it');
+          }
+          // Not claimed: someone else is ending it now (or it is over); the next look tries again if not.
+          if (!claimed) {
+            watched.ending = undefined;
+            return;
+          }
+          await this.hangUp(watched.store, watched.call, reason, log);
+        }),
+    );
+  }
+
+  /**
+   * Every look of the loop (at least once a second): a client of a call watched here may have
+   * reached its cap on another replica, or the service its global cap.
+   */
+  private async enforceCaps(): Promise<void> {
+    const { spend, log } = this.options;
+    if (!spend.enforcing || this.checkingCaps || this.watched.size === 0) return;
+    this.checkingCaps = true;
+    try {
+      const live = [...this.watched.values()].filter((watched) => !watched.ending);
+      if (live.length === 0) return;
+      const capped = await spend.capped([...new Set(live.map((watched) => watched.call.clientKey))]);
+      if (capped.global) void this.track(this.endWatched(live, 'budget'));
+      else if (capped.clients.size > 0) void this.track(this.endWatched(live.filter((watched) => capped.clients.has(watched.call.clientKey)), 'spend'));
+    } catch (error) {
+      log.warn({ err: error }, 'calls: could not read the spend caps');
+    } finally {
+      this.checkingCaps = false;
+    }
+  }
+
+  /** A claimed due call: its deadline, or the retry of an end that began here for another reason. */
+  private dueReason(call: TrackedCall): CallEndReason {
+    return this.watched.get(call.callId)?.ending ?? 'deadline';
   }
 
   private track<T>(work: Promise<T>): Promise<T> {
@@ -281,8 +434,9 @@ export class CallManager {
     this.polling = true;
     let next: number | undefined;
     try {
+      void this.track(this.enforceCaps());
       for (const { store, call } of await this.claimDue()) {
-        void this.track(this.hangUp(store, call, 'deadline', this.options.log));
+        void this.track(this.hangUp(store, call, this.dueReason(call), this.options.log));
       }
       next = await this.nextDue();
     } finally {
@@ -298,4 +452,12 @@ export class CallManager {
     const known = dues.filter((due): due is number => due !== undefined);
     return known.length > 0 ? Math.min(...known) : undefined;
   }
+}
+
+/** The `call ended` / `call usage` fields: tokens by kind, cost in USD, responses priced. */
+function usageFields(watched: WatchedCall): Record<string, unknown> {
+  const tokens: Record<string, number> = {};
+  for (const kind of TOKEN_KINDS) tokens[kind] = 0;
+  Object.assign(tokens, watched.tokens);
+  return { tokens, cost_usd: watched.costNanoUsd / 1e9, responses: watched.responses };
 }

@@ -78,6 +78,9 @@ export async function answerAsOpenAI(offer: string): Promise<string> {
     channel.onmessage = ({ data }) => {
       const event = JSON.parse(String(data)) as { type: string; session?: Record<string, unknown> };
       side.received.push(event.type);
+      // OpenAI applies what the page sends to the one session the call has: a test that runs the
+      // server's side (the fake's sideband) is told through `openaiApplies`, when it defines it.
+      void (globalThis as unknown as { openaiApplies?: (event: unknown) => Promise<void> }).openaiApplies?.(event);
       if (event.type !== 'session.update') return;
       const reply = { type: 'session.updated', event_id: `event_${side.sent.length + 1}`, session: { ...event.session, object: 'realtime.session', id: 'sess_page' } };
       channel.send(JSON.stringify(reply));

@@ -1,7 +1,9 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { validateCallCreateRequest, validateClientSecretRequest } from './openai-schema.js';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket as ServerSocket } from 'ws';
+import { validateCallCreateRequest, validateClientSecretRequest, validateServerEvent, validateSessionUpdate } from './openai-schema.js';
 
 /** What the fake does with the next POST /realtime/client_secrets. */
 export type Behaviour =
@@ -30,6 +32,11 @@ export interface FakeCall {
   callId: string;
   sdp: string;
   session: unknown;
+  /**
+   * The session as OpenAI holds it now (RealtimeSessionCreateResponseGA): the call's session, then
+   * every session.update applied (the service's over a sideband, or the page's via pushSessionUpdated).
+   */
+  current: Record<string, unknown>;
   /** Date.now() when created. */
   createdAt: number;
   /** Date.now() of the first successful hangup. */
@@ -42,6 +49,40 @@ export interface RecordedHangup {
   /** Date.now() on arrival. */
   at: number;
   status: number;
+}
+
+/** How the fake meets a new sideband (WebSocket on /v1/realtime?call_id=...) while `refuseSidebands` is set. */
+export type SidebandRefusal = { kind: 'status'; status: number } | { kind: 'hang' };
+
+/** One WebSocket upgrade on /v1/realtime that reached the fake, accepted (101) or not. */
+export interface RecordedSidebandUpgrade {
+  callId: string | undefined;
+  authorization: string | undefined;
+  /** 101 when accepted; 0 when left hanging. */
+  status: number;
+  at: number;
+}
+
+/** One event the service sent over a sideband. */
+export interface RecordedSidebandEvent {
+  callId: string;
+  raw: string;
+  event: unknown;
+  /** Problems found validating it against RealtimeClientEventSessionUpdate (empty: valid). */
+  schemaErrors: string[];
+  at: number;
+}
+
+/** An event the fake sends on a sideband. */
+type ServerEvent = { type: string; [field: string]: unknown };
+
+/** Realtime usage as `response.done` carries it (RealtimeResponse.usage). */
+export interface FakeUsage {
+  total_tokens?: number;
+  input_tokens?: number;
+  output_tokens?: number;
+  input_token_details?: Record<string, unknown>;
+  output_token_details?: Record<string, unknown>;
 }
 
 /** A syntactically valid SDP answer (audio + data channel), for tests that do not run a real peer. */
@@ -70,6 +111,25 @@ export const CANNED_SDP_ANSWER = [
 ].join('\r\n');
 
 export const FAKE_API_KEY = 'sk-test-fake-0123456789abcdefghij';
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * A session.update applied as OpenAI documents it: only the fields present change (objects merged
+ * field by field, unless the new one names its own `type`), `null` clears a field, `type` names the
+ * kind of session and `model` cannot change.
+ */
+export function applySessionChange(current: Record<string, unknown>, change: Record<string, unknown>, top = true): Record<string, unknown> {
+  const next = { ...current };
+  for (const [field, value] of Object.entries(change)) {
+    if (top && (field === 'type' || field === 'model')) continue;
+    if (value === null) delete next[field];
+    // An object that names its `type` (a format, a turn detection) is a new one, not a change.
+    else if (isPlainObject(value) && isPlainObject(next[field]) && !('type' in value)) next[field] = applySessionChange(next[field], value, false);
+    else next[field] = value;
+  }
+  return next;
+}
 
 /**
  * What a key may do at the fake, as OpenAI's key permissions allow: all; a least-privilege
@@ -136,6 +196,15 @@ export class FakeOpenAI {
    * RTCPeerConnection instead (e.g. in Chromium through playwright), so the connect completes.
    */
   answerSdp: (offer: string) => Promise<string> = async () => CANNED_SDP_ANSWER;
+  /** Every upgrade on /v1/realtime, every event the service sent on a sideband, every event pushed to one. */
+  readonly sidebandUpgrades: RecordedSidebandUpgrade[] = [];
+  readonly sidebandReceived: RecordedSidebandEvent[] = [];
+  readonly sidebandSent: { callId: string; event: unknown }[] = [];
+  /** While set, new sidebands are refused (or left hanging); open ones stay. */
+  refuseSidebands: SidebandRefusal | undefined;
+  private readonly sidebands = new Map<string, Set<ServerSocket>>();
+  private readonly webSockets = new WebSocketServer({ noServer: true });
+  private serverEvents = 0;
   private readonly callQueue: Behaviour[] = [];
   private readonly hangupQueue: Behaviour[] = [];
   private callCount = 0;
@@ -165,6 +234,7 @@ export class FakeOpenAI {
       fake.connections += 1;
       socket.on('close', () => fake.sockets.delete(socket));
     });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => fake.upgrade(req, socket, head));
     server.on('request', (req, res) => {
       fake.arrived += 1;
       res.on('finish', () => (fake.answered += 1));
@@ -205,7 +275,44 @@ export class FakeOpenAI {
     return new Promise((resolve) => this.waiters.push({ count, resolve }));
   }
 
+  /** Sidebands open now, for one call or all. */
+  sidebandsOpen(callId?: string): number {
+    if (callId !== undefined) return this.sidebands.get(callId)?.size ?? 0;
+    let open = 0;
+    for (const set of this.sidebands.values()) open += set.size;
+    return open;
+  }
+
+  /** Sends `response.done` with this usage on every sideband of the call (a valid event, checked). */
+  pushResponseDone(callId: string, usage: FakeUsage | undefined, status = 'completed'): void {
+    const id = this.nextEventId();
+    const response: Record<string, unknown> = { object: 'realtime.response', id: `resp_${id}`, status, output: [], conversation_id: `conv_${callId}` };
+    if (usage !== undefined) response.usage = usage;
+    this.send(callId, { type: 'response.done', event_id: `event_${id}`, response });
+  }
+
+  /** The page changed the session over its data channel: OpenAI applies it and says so on the sideband. */
+  pushSessionUpdated(callId: string, change: Record<string, unknown>): void {
+    const call = this.liveCall(callId);
+    call.current = applySessionChange(call.current, change);
+    this.send(callId, { type: 'session.updated', event_id: `event_${this.nextEventId()}`, session: call.current });
+  }
+
+  /** Sends a text frame as is, past every check (garbage on purpose). */
+  pushRaw(callId: string, text: string): void {
+    for (const socket of this.sidebands.get(callId) ?? []) socket.send(text);
+  }
+
+  /** Cuts the sidebands (of one call, or all) without a closing handshake, as a lost connection does. */
+  dropSidebands(callId?: string): void {
+    for (const [id, set] of this.sidebands) {
+      if (callId === undefined || id === callId) for (const socket of set) socket.terminate();
+    }
+  }
+
   async close(): Promise<void> {
+    for (const set of this.sidebands.values()) for (const socket of set) socket.terminate();
+    this.webSockets.close();
     for (const res of this.hanging) res.destroy();
     for (const socket of this.sockets) socket.destroy();
     this.server.close();
@@ -318,7 +425,8 @@ export class FakeOpenAI {
     this.callCount += 1;
     const callId = `rtc_fake${String(this.callCount).padStart(6, '0')}${Math.random().toString(36).slice(2, 8)}`;
     const answer = await this.answerSdp(body.sdp as string);
-    this.calls.set(callId, { callId, sdp: body.sdp as string, session: body.session, createdAt: Date.now() });
+    const current = { ...(body.session as Record<string, unknown>), object: 'realtime.session', id: `sess_${callId}`, expires_at: Math.floor(Date.now() / 1000) + 3600 };
+    this.calls.set(callId, { callId, sdp: body.sdp as string, session: body.session, current, createdAt: Date.now() });
     res.writeHead(201, { 'content-type': 'application/sdp', location: `/v1/realtime/calls/${callId}`, 'x-request-id': `req_fake_${this.requests.length}` });
     res.end(answer);
   }
@@ -332,8 +440,101 @@ export class FakeOpenAI {
     if (behaviour.kind !== 'ok') return this.misbehave(req, res, behaviour);
     if (status === 404) return this.json(res, 404, openaiError(`Call ${callId} not found.`, 'invalid_request_error', 'call_not_found'));
     if (call) call.hungUpAt = Date.now();
+    // OpenAI ends the session: its sidebands close.
+    for (const socket of this.sidebands.get(callId) ?? []) socket.close(1000, 'call ended');
     res.writeHead(200, { 'x-request-id': `req_fake_${this.requests.length}` });
     res.end();
+  }
+
+  /**
+   * The sideband: a WebSocket on /v1/realtime?call_id=<id>, for a call the fake issued and not yet
+   * hung up, with the server key only (OpenAI answers an ephemeral key 404, a wrong key 401).
+   */
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // After 'upgrade' the HTTP server no longer listens for socket errors: a client that gives up
+    // mid-handshake (RST) must not become an uncaught exception.
+    socket.on('error', () => socket.destroy());
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const callId = url.searchParams.get('call_id') ?? undefined;
+    const authorization = req.headers.authorization;
+    const record = (status: number) => this.sidebandUpgrades.push({ callId, authorization, status, at: Date.now() });
+    const refuse = (status: number, message: string, code: string) => {
+      record(status);
+      const body = JSON.stringify(openaiError(message, 'invalid_request_error', code));
+      socket.end(`HTTP/1.1 ${status} Refused\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    };
+    if (url.pathname !== '/v1/realtime' || callId === undefined) return refuse(404, 'Not found', 'not_found');
+    if (authorization !== `Bearer ${this.apiKey}`) return refuse(401, 'Incorrect API key provided.', 'invalid_api_key');
+    const refusal = this.refuseSidebands;
+    if (refusal?.kind === 'hang') {
+      record(0);
+      return;
+    }
+    if (refusal?.kind === 'status') return refuse(refusal.status, 'Scripted sideband refusal', 'scripted');
+    const call = this.calls.get(callId);
+    if (!call || call.hungUpAt !== undefined) return refuse(404, 'No session found for the provided call_id', 'call_id_not_found');
+    this.webSockets.handleUpgrade(req, socket, head, (ws) => {
+      record(101);
+      const set = this.sidebands.get(callId) ?? new Set<ServerSocket>();
+      set.add(ws);
+      this.sidebands.set(callId, set);
+      ws.on('close', () => {
+        set.delete(ws);
+        if (set.size === 0) this.sidebands.delete(callId);
+      });
+      ws.on('message', (data: Buffer) => this.sidebandMessage(callId, data.toString('utf8')));
+      // A client that vanishes (reset) is what a lost sideband looks like: not a failure of the fake.
+      ws.on('error', () => ws.terminate());
+      this.sendTo(ws, callId, { type: 'session.created', event_id: `event_${this.nextEventId()}`, session: call.current });
+    });
+  }
+
+  /** An event from the service: recorded; a valid session.update is applied and answered on every sideband of the call. */
+  private sidebandMessage(callId: string, raw: string): void {
+    let event: unknown;
+    let schemaErrors: string[];
+    try {
+      event = JSON.parse(raw);
+      schemaErrors = validateSessionUpdate(event);
+    } catch {
+      event = raw;
+      schemaErrors = ['not JSON'];
+    }
+    if (this.keepRequests) this.sidebandReceived.push({ callId, raw, event, schemaErrors, at: Date.now() });
+    const call = this.calls.get(callId);
+    if (!call) return;
+    if (schemaErrors.length > 0) {
+      const error = { type: 'invalid_request_error', code: 'invalid_value', message: schemaErrors.join('; '), param: null, event_id: null };
+      for (const socket of this.sidebands.get(callId) ?? []) socket.send(JSON.stringify({ type: 'error', event_id: `event_${this.nextEventId()}`, error }));
+      return;
+    }
+    call.current = applySessionChange(call.current, (event as { session: Record<string, unknown> }).session);
+    this.send(callId, { type: 'session.updated', event_id: `event_${this.nextEventId()}`, session: call.current });
+  }
+
+  private liveCall(callId: string): FakeCall {
+    const call = this.calls.get(callId);
+    if (!call) throw new Error(`fake OpenAI: no call ${callId}`);
+    return call;
+  }
+
+  private nextEventId(): string {
+    this.serverEvents += 1;
+    return `fake${String(this.serverEvents).padStart(8, '0')}`;
+  }
+
+  /** Sends a server event to every sideband of the call; a test that builds an invalid one fails here. */
+  private send(callId: string, event: ServerEvent): void {
+    for (const socket of this.sidebands.get(callId) ?? []) this.sendTo(socket, callId, event);
+  }
+
+  private sendTo(socket: ServerSocket, callId: string, event: ServerEvent): void {
+    if (this.keepRequests) {
+      const problems = validateServerEvent(event);
+      if (problems.length > 0) throw new Error(`fake OpenAI: ${event.type} breaks OpenAI's schema: ${problems.join('; ')}`);
+      this.sidebandSent.push({ callId, event });
+    }
+    socket.send(JSON.stringify(event));
   }
 
   /** A scripted failure: the same repertoire for every endpoint. */

@@ -24,7 +24,7 @@ function closeObjects(node: unknown): unknown {
  * Compiled at import: a missing or broken schema file stops the fake (and every test using it) with
  * an error that names the file, instead of surfacing later as "OpenAI answered 400".
  */
-function compileValidators(): { clientSecret: ValidateFunction; callCreate: ValidateFunction } {
+function compileValidators() {
   let document: { components: Json };
   try {
     document = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as { components: Json };
@@ -33,9 +33,14 @@ function compileValidators(): { clientSecret: ValidateFunction; callCreate: Vali
   }
   const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
   ajv.addSchema({ $id: 'openai', components: closeObjects(document.components) });
+  const schema = (name: string): ValidateFunction => ajv.compile({ $ref: `openai#/components/schemas/${name}` });
   return {
-    clientSecret: ajv.compile({ $ref: 'openai#/components/schemas/RealtimeCreateClientSecretRequest' }),
-    callCreate: ajv.compile({ $ref: 'openai#/components/schemas/RealtimeCallCreateRequest' }),
+    clientSecret: schema('RealtimeCreateClientSecretRequest'),
+    callCreate: schema('RealtimeCallCreateRequest'),
+    sessionUpdate: schema('RealtimeClientEventSessionUpdate'),
+    sessionCreated: schema('RealtimeServerEventSessionCreated'),
+    sessionUpdated: schema('RealtimeServerEventSessionUpdated'),
+    responseDone: schema('RealtimeServerEventResponseDone'),
   };
 }
 
@@ -54,4 +59,23 @@ export function validateClientSecretRequest(body: unknown): string[] {
 /** Validates the parts of a POST /realtime/calls (sdp, session) against RealtimeCallCreateRequest. */
 export function validateCallCreateRequest(body: unknown): string[] {
   return problems(validators.callCreate, body);
+}
+
+/** A sideband event the service sends (only `session.update` is expected), against RealtimeClientEventSessionUpdate. */
+export function validateSessionUpdate(event: unknown): string[] {
+  return problems(validators.sessionUpdate, event);
+}
+
+/** What the fake sends on a sideband, each against its own event schema (other types: no schema here). */
+export function validateServerEvent(event: { type: string }): string[] {
+  switch (event.type) {
+    case 'session.created':
+      return problems(validators.sessionCreated, event);
+    case 'session.updated':
+      return problems(validators.sessionUpdated, event);
+    case 'response.done':
+      return problems(validators.responseDone, event);
+    default:
+      return [`no schema for server event ${event.type}`];
+  }
 }

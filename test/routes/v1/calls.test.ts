@@ -174,7 +174,7 @@ describe('concurrency and DELETE', () => {
     const ended = await endCall(t.app, String(first.headers.location));
     expect(ended.statusCode).toBe(204);
     expect(openai.fake.hangups).toEqual([expect.objectContaining({ callId: callIdOf(first), status: 200 })]);
-    expect(t.logs.find('call ended')[0]).toMatchObject({ call_id: callIdOf(first), client: 'ip:127.0.0.1', reason: 'client' });
+    expect(t.logs.find('call ended')[0]).toMatchObject({ call_id: callIdOf(first), client: 'ip:127.0.0.1', reason: 'delete' });
     expect((await postSdp(t.app)).statusCode).toBe(201);
     expect(openai.fake.callRequests).toHaveLength(3);
   });
@@ -198,7 +198,7 @@ describe('concurrency and DELETE', () => {
     await endCall(t.app, String(call.headers.location));
     const metrics = (await t.app.inject({ url: '/metrics' })).body;
     expect(metrics).toMatch(/^realtime_calls_active 1$/m);
-    expect(metrics).toMatch(/^realtime_calls_ended_total\{reason="client"\} 1$/m);
+    expect(metrics).toMatch(/^realtime_calls_ended_total\{reason="delete"\} 1$/m);
     expect(metrics).toMatch(/^realtime_calls_started_total\{model="gpt-realtime",outcome="started"\} 2$/m);
   });
 });

@@ -1,0 +1,112 @@
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { buildTestApp, type TestApp } from '../support/app.js';
+import { callIdOf, endCall, postSdp, SDP_OFFER } from '../support/calls.js';
+import { requireCommand } from '../support/commands.js';
+import { FakeOpenAI } from '../support/fake-openai.js';
+import { RedisServer } from '../support/redis-server.js';
+import { RedisStandInCallSpend } from '../support/stand-in-call-spend.js';
+import { waitUntil } from '../support/wait.js';
+
+requireCommand('redis-server', 'apt-get install redis-server');
+
+/** $0.070816 at gpt-realtime's prices (see test/realtime/calls-sideband.test.ts). */
+const USAGE = {
+  input_tokens: 300,
+  output_tokens: 1010,
+  input_token_details: { text_tokens: 100, audio_tokens: 200, cached_tokens: 40, cached_tokens_details: { text_tokens: 40, audio_tokens: 0 } },
+  output_token_details: { text_tokens: 10, audio_tokens: 1000 },
+};
+/** Upper bound asserted for "hung up within 2 s on whichever replica holds it", with room for a slow machine. */
+const CROSS_REPLICA_BOUND_MS = 4_000;
+
+describe('spend caps across two replicas on one Redis (real time)', () => {
+  let redis: RedisServer;
+  let admin: Redis;
+  let fake: FakeOpenAI;
+  const apps: TestApp[] = [];
+  const spendClients: Redis[] = [];
+
+  /** Two replicas on one Redis; each counts spend through its own connection to it. */
+  async function replicas(clientCapUsd: number): Promise<[TestApp, TestApp]> {
+    const build = async () => {
+      const connection = new Redis(redis.url);
+      spendClients.push(connection);
+      const t = await buildTestApp(fake, { REDIS_URL: redis.url, OPENAI_TIMEOUT_MS: '1000' }, { spend: new RedisStandInCallSpend(connection, { clientCapUsd }) });
+      apps.push(t);
+      return t;
+    };
+    const [a, b] = [await build(), await build()];
+    const onRedis = async (t: TestApp) => (await t.app.inject({ url: '/healthz' })).json<{ rate_limit_store: string }>().rate_limit_store === 'redis';
+    await waitUntil(async () => (await onRedis(a)) && (await onRedis(b)), 'both replicas on Redis');
+    return [a, b];
+  }
+
+  async function watchedCall(t: TestApp, remoteAddress: string): Promise<string> {
+    const response = await postSdp(t.app, SDP_OFFER, { remoteAddress });
+    expect(response.statusCode).toBe(201);
+    const callId = callIdOf(response);
+    await waitUntil(() => fake.sidebandsOpen(callId) === 1, 'the sideband');
+    return callId;
+  }
+
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+    admin = new Redis(redis.url);
+  });
+
+  beforeEach(async () => {
+    fake = await FakeOpenAI.start();
+    await admin.flushall();
+  });
+
+  afterEach(async () => {
+    for (const t of apps.splice(0)) await t.app.close();
+    for (const connection of spendClients.splice(0)) connection.disconnect();
+    await fake.close();
+  });
+
+  afterAll(async () => {
+    admin?.disconnect();
+    await redis?.stop();
+  });
+
+  it('a client’s calls on both replicas add up, and crossing the cap hangs up both', async () => {
+    const [a, b] = await replicas(0.1);
+    const onA = await watchedCall(a, '10.0.0.7');
+    const onB = await watchedCall(b, '10.0.0.7');
+    const bystander = await watchedCall(a, '10.0.0.8');
+
+    // $0.07 on A: under the cap. Another $0.07 on B: each replica alone is under it, together over.
+    fake.pushResponseDone(onA, USAGE);
+    await waitUntil(async () => Number(await admin.get('stand-in-spend:client:ip:10.0.0.7')) > 0, 'A charged');
+    const crossedAt = Date.now();
+    fake.pushResponseDone(onB, USAGE);
+    await waitUntil(() => [onA, onB].every((id) => fake.calls.get(id)?.hungUpAt !== undefined), 'both calls hung up', CROSS_REPLICA_BOUND_MS + 2_000);
+    const delays = [onA, onB].map((id) => (fake.calls.get(id)?.hungUpAt ?? 0) - crossedAt);
+    console.log(`cap crossed on replica B -> B's call hung up after ${delays[1]} ms, A's after ${delays[0]} ms (A learns it on its 1 s look)`);
+    expect(Math.max(...delays)).toBeLessThan(CROSS_REPLICA_BOUND_MS);
+    expect(fake.calls.get(bystander)?.hungUpAt).toBeUndefined();
+
+    // Each replica wrote the audit line of the call it held, with that call's own usage.
+    for (const [t, id] of [[a, onA], [b, onB]] as const) {
+      await waitUntil(() => t.logs.find('call ended').length === 1, 'the audit line');
+      expect(t.logs.find('call ended')[0]).toMatchObject({ call_id: id, reason: 'spend', cost_usd: 0.070816, responses: 1 });
+    }
+  });
+
+  it('a call ended through the other replica: its holder lets the sideband go and logs the usage it saw', async () => {
+    const [a, b] = await replicas(100);
+    const callId = await watchedCall(a, '10.0.0.9');
+    fake.pushResponseDone(callId, USAGE);
+    await waitUntil(async () => Number(await admin.get('stand-in-spend:client:ip:10.0.0.9')) > 0, 'charged');
+    expect((await endCall(b.app, `/v1/realtime/calls/${callId}`, '10.0.0.9')).statusCode).toBe(204);
+    expect(b.logs.find('call ended')[0]).toMatchObject({ call_id: callId, reason: 'delete', usage_seen: false });
+    // OpenAI closes the sideband with the call; A cannot reopen it (404) and finds the call gone.
+    await waitUntil(() => a.logs.find('call usage').length === 1, 'the usage line on A', 10_000);
+    expect(a.logs.find('call usage')[0]).toMatchObject({ audit: 'call_usage', call_id: callId, cost_usd: 0.070816, responses: 1 });
+    // A cap is on: still no hangup for "sideband" of a call that is over.
+    expect(a.logs.find('call ended')).toEqual([]);
+    expect(fake.sidebandsOpen(callId)).toBe(0);
+  });
+});
