@@ -113,7 +113,14 @@ describe('docs and service info', () => {
       service: 'realtime-token-service',
       version: '1.0.0',
       status: 'running',
-      endpoints: { token: 'POST /v1/realtime/token', health: 'GET /healthz', docs: 'GET /docs', metrics: 'GET /metrics' },
+      endpoints: {
+        token: 'POST /v1/realtime/token',
+        call: 'POST /v1/realtime/calls',
+        hangup: 'DELETE /v1/realtime/calls/{call_id}',
+        health: 'GET /healthz',
+        docs: 'GET /docs',
+        metrics: 'GET /metrics',
+      },
     });
   });
 });
