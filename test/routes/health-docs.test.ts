@@ -175,8 +175,9 @@ describe('docs that say what each answer means', () => {
     const origin = doc.paths['/v1/realtime/token']!.post!.parameters?.find((p) => p.in === 'header' && p.name === 'Origin');
     expect(origin).toMatchObject({ required: true, schema: { example: 'https://www.espn.com' } });
     expect(origin?.description).toMatch(/ALLOWED_ORIGINS/);
-    expect(doc.paths['/healthz']!.get!.parameters).toBeUndefined();
-    expect(doc.paths['/readyz']!.get!.parameters).toBeUndefined();
+    // Open routes document only the optional X-Request-ID a caller may send.
+    expect(doc.paths['/healthz']!.get!.parameters?.map((p) => p.name)).toEqual(['X-Request-ID']);
+    expect(doc.paths['/readyz']!.get!.parameters?.map((p) => p.name)).toEqual(['X-Request-ID']);
     // Documented, not validated: a request without Origin is still the guard's 403, not a 422.
     expect((await t.app.inject({ method: 'POST', url: '/v1/realtime/token' })).statusCode).toBe(403);
     const relaxed = await openai.app({ ALLOW_MISSING_ORIGIN: 'true' });
@@ -207,9 +208,10 @@ describe('docs that say what each answer means', () => {
     const guarded = doc.paths['/guarded']!.post!;
     expect(guarded.security).toEqual([{ bearerAuth: [] }]);
     expect(guarded.responses['401']?.description).toBe(errorDescription(ERROR_STATUSES[401]));
-    expect(guarded.parameters?.map((p) => p.name)).toEqual(['Origin']);
+    expect(guarded.parameters?.map((p) => p.name)).toEqual(['Origin', 'X-Request-ID']);
     expect(doc.paths['/open']!.get!.security).toBeUndefined();
-    expect(doc.paths['/open']!.get!.parameters).toBeUndefined();
+    expect(doc.paths['/open']!.get!.parameters?.map((p) => p.name)).toEqual(['X-Request-ID']);
+    expect(doc.paths['/open']!.get!.responses['401']).toBeUndefined();
   });
 
   it('states one sport rule: the OpenAPI pattern, the 422 message and the README agree', async () => {
