@@ -207,6 +207,7 @@ export class FakeOpenAI {
   private serverEvents = 0;
   private readonly callQueue: Behaviour[] = [];
   private readonly hangupQueue: Behaviour[] = [];
+  private readonly hangupQueues = new Map<string, Behaviour[]>();
   private callCount = 0;
 
   private constructor(
@@ -259,6 +260,11 @@ export class FakeOpenAI {
   /** Behaviours for the next hangups, in order ('status' to fail, 'hang', 'reset'); then each succeeds. */
   scriptHangups(...behaviours: Behaviour[]): void {
     this.hangupQueue.push(...behaviours);
+  }
+
+  /** Behaviours for the next hangups of this call only: a retried hangup of another call cannot take them. */
+  scriptHangupsOf(callId: string, ...behaviours: Behaviour[]): void {
+    this.hangupQueues.set(callId, [...(this.hangupQueues.get(callId) ?? []), ...behaviours]);
   }
 
   get callRequests(): RecordedRequest[] {
@@ -464,7 +470,7 @@ export class FakeOpenAI {
 
   /** POST /v1/realtime/calls/{id}/hangup: 200 once for a live call, 404 for an unknown or ended one. */
   private async hangup(req: IncomingMessage, res: ServerResponse, callId: string): Promise<void> {
-    const behaviour = this.hangupQueue.shift() ?? { kind: 'ok' };
+    const behaviour = this.hangupQueues.get(callId)?.shift() ?? this.hangupQueue.shift() ?? { kind: 'ok' };
     const call = this.calls.get(callId);
     const status = behaviour.kind === 'status' ? behaviour.status : behaviour.kind !== 'ok' ? 0 : call && call.hungUpAt === undefined ? 200 : 404;
     this.hangups.push({ callId, at: Date.now(), status });
