@@ -37,26 +37,34 @@ async function peerWithMicrophone(media) {
 }
 
 /**
+ * Step 1 of the token flow: a short-lived secret from the token service (the browser sends its
+ * Origin itself). In an MV3 extension the service worker may do this step; the next one needs a page.
  * @param {string} serviceUrl  base URL of the token service
  * @param {{model?: string, voice?: string, difficulty?: 'easy'|'savage'|'expert', sport?: string, instructions?: string}} options
- * @param {{audioElement?: HTMLAudioElement, microphone?: MediaStream, getAuthToken?: () => Promise<string>}} [media]
+ * @param {{getAuthToken?: () => Promise<string>}} [media]
  *   getAuthToken: when the service requires caller authentication (AUTH_JWKS_URL / AUTH_JWT_SECRET),
  *   returns the signed-in user's JWT (see README, "Protecting your key").
+ * @returns {Promise<{client_secret: string, expires_at: number, session_id: string, model: string, voice: string, instructions: string, web_rtc_url: string, websocket_url: string}>}
  */
-export async function startParkerSession(serviceUrl, options = {}, media = {}) {
-  // 1. A short-lived secret from the token service (the browser sends its Origin itself).
-  const tokenResponse = await fetch(`${serviceUrl}/v1/realtime/token`, {
+export async function mintClientSecret(serviceUrl, options = {}, media = {}) {
+  const response = await fetch(`${serviceUrl}/v1/realtime/token`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', ...(await authHeader(media)) },
     body: JSON.stringify(options),
   });
-  if (!tokenResponse.ok) throw await serviceError(tokenResponse);
-  const token = await tokenResponse.json();
+  if (!response.ok) throw await serviceError(response);
+  return response.json();
+}
 
-  // 2. A peer connection with the microphone and its SDP offer.
+/**
+ * Step 2 of the token flow: the SDP offer goes to OpenAI (`web_rtc_url`) with the secret as bearer;
+ * the answer completes the handshake. Needs RTCPeerConnection (and getUserMedia unless a microphone
+ * stream is given): a page, an extension page or an offscreen document, never an MV3 service worker.
+ * @param {{client_secret: string, web_rtc_url: string}} token  what mintClientSecret returned
+ * @param {{audioElement?: HTMLAudioElement, microphone?: MediaStream}} [media]
+ */
+export async function connectWithSecret(token, media = {}) {
   const { pc, events, stop } = await peerWithMicrophone(media);
-
-  // 3. The SDP offer goes to OpenAI with the secret as bearer; the answer completes the handshake.
   const answer = await fetch(token.web_rtc_url, {
     method: 'POST',
     headers: { Authorization: `Bearer ${token.client_secret}`, 'Content-Type': 'application/sdp' },
@@ -67,12 +75,23 @@ export async function startParkerSession(serviceUrl, options = {}, media = {}) {
     throw new Error(`OpenAI refused the call: ${answer.status}`);
   }
   await pc.setRemoteDescription({ type: 'answer', sdp: await answer.text() });
+  return { pc, events, close: stop };
+}
 
+/**
+ * Both steps of the token flow.
+ * @param {string} serviceUrl  base URL of the token service
+ * @param {{model?: string, voice?: string, difficulty?: 'easy'|'savage'|'expert', sport?: string, instructions?: string}} options
+ * @param {{audioElement?: HTMLAudioElement, microphone?: MediaStream, getAuthToken?: () => Promise<string>}} [media]
+ */
+export async function startParkerSession(serviceUrl, options = {}, media = {}) {
+  const token = await mintClientSecret(serviceUrl, options, media);
+  const { pc, events, close } = await connectWithSecret(token, media);
   return {
     pc,
     events,
     token: { expiresAt: token.expires_at, sessionId: token.session_id, model: token.model, voice: token.voice },
-    close: stop,
+    close,
   };
 }
 
@@ -115,9 +134,11 @@ export async function startParkerCall(serviceUrl, choices = {}, media = {}) {
     events,
     callId: location.split('/').pop(),
     endsAt,
+    /** Ends the call at OpenAI too and frees the slot; resolves to the DELETE's status (204), or undefined offline. */
     async close() {
       stop();
-      await fetch(new URL(location, serviceUrl), { method: 'DELETE', headers: auth }).catch(() => undefined);
+      const ended = await fetch(new URL(location, serviceUrl), { method: 'DELETE', headers: auth }).catch(() => undefined);
+      return ended?.status;
     },
   };
 }

@@ -279,8 +279,9 @@ const envShape = {
     // --- who may ask, and how much ---
     RATE_LIMIT_IPV6_PREFIX: intVar(56, 32, 128),
     MINTS_PER_CLIENT_PER_DAY: intVar(100, 0, 1_000_000),
-    GLOBAL_MINTS_PER_MINUTE: intVar(undefined, 1, 10_000_000),
-    GLOBAL_MINTS_PER_DAY: intVar(undefined, 1, 1_000_000_000),
+    // 0 = off, as MINTS_PER_CLIENT_PER_DAY=0 is: the same as unset.
+    GLOBAL_MINTS_PER_MINUTE: intVar(undefined, 0, 10_000_000).transform((value) => value || undefined),
+    GLOBAL_MINTS_PER_DAY: intVar(undefined, 0, 1_000_000_000).transform((value) => value || undefined),
     AUTH_JWKS_URL: z
       .string()
       .optional()

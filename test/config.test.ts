@@ -125,6 +125,13 @@ describe('loadConfig', () => {
     expect(oddPasted).not.toContain(oddKey);
   });
 
+  it('reads 0 as off for every mint limit, as MINTS_PER_CLIENT_PER_DAY=0 has always meant', () => {
+    const off = loadConfig({ ...base, GLOBAL_MINTS_PER_MINUTE: '0', GLOBAL_MINTS_PER_DAY: '0', MINTS_PER_CLIENT_PER_DAY: '0' });
+    expect(off).toMatchObject({ globalMintsPerMinute: undefined, globalMintsPerDay: undefined, mintsPerClientPerDay: 0 });
+    expect(loadConfig({ ...base, GLOBAL_MINTS_PER_MINUTE: '5', GLOBAL_MINTS_PER_DAY: '1000' })).toMatchObject({ globalMintsPerMinute: 5, globalMintsPerDay: 1000 });
+    expect(problemsOf({ ...base, GLOBAL_MINTS_PER_DAY: '-1' })).toContain('GLOBAL_MINTS_PER_DAY must be a whole number from 0 to');
+  });
+
   it('requires ALLOWED_ORIGINS', () => {
     expect(problemsOf({ OPENAI_API_KEY: 'sk-x' })).toContain('ALLOWED_ORIGINS is required');
   });
@@ -155,10 +162,9 @@ describe('.env.example', () => {
   });
 });
 
-describe('README', () => {
-  it('names every setting in its settings table', () => {
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-    const table = readme.slice(readme.indexOf('## Settings'), readme.indexOf('## Scaling out'));
-    for (const name of ENV_VARIABLES) expect(table, name).toContain(`\`${name}\``);
+describe('docs/settings.md', () => {
+  it('names every setting the service reads, in a table row of its own', () => {
+    const page = readFileSync(new URL('../docs/settings.md', import.meta.url), 'utf8');
+    for (const name of ENV_VARIABLES) expect(page, name).toMatch(new RegExp(`^\\| \`${name}\` \\|`, 'm'));
   });
 });

@@ -1,6 +1,7 @@
 import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import type { OpenAPIV3 } from 'openapi-types';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { MintBudget } from '../usage/mint-budget.js';
@@ -19,6 +20,21 @@ type Check = ReturnType<FastifyInstance['createRateLimit']>;
 type Window = 'second' | 'minute' | 'day';
 
 const WINDOW_MS: Record<Window, number> = { second: 1_000, minute: 60_000, day: 86_400_000 };
+
+/** What the answers of a route with limits say about them (the docs put these on every answer of such a route). */
+export const RATE_LIMIT_HEADERS: Record<string, OpenAPIV3.HeaderObject> = {
+  'RateLimit-Policy': {
+    description: 'This client\'s limits (IETF draft-ietf-httpapi-ratelimit-headers): quota `q` per window of `w` seconds, e.g. `"minute";q=10;w=60, "day";q=100;w=86400`. Absent when the guards refused the request first (401, 403).',
+    schema: { type: 'string' },
+  },
+  RateLimit: {
+    description: 'What is left in each window: `r` requests, the window turns in `t` seconds, e.g. `"minute";r=9;t=60, "day";r=99;t=86400`.',
+    schema: { type: 'string' },
+  },
+  'X-RateLimit-Limit': { description: 'The older form, for the minute window: requests allowed per minute.', schema: { type: 'integer', minimum: 0 } },
+  'X-RateLimit-Remaining': { description: 'Requests left in this minute.', schema: { type: 'integer', minimum: 0 } },
+  'X-RateLimit-Reset': { description: 'Seconds until the minute window turns.', schema: { type: 'integer', minimum: 0 } },
+};
 
 function retryAfterSeconds(ttlMs: number): number {
   return Math.max(1, Math.ceil(ttlMs / 1000));

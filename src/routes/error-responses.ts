@@ -1,3 +1,4 @@
+import type { OpenAPIV3 } from 'openapi-types';
 import { errorEnvelopeSchema } from '../errors.js';
 import { BODY_LIMIT_BYTES, kib, MAX_HEADER_BYTES } from '../limits.js';
 import { UPSTREAM_REFUSED_MESSAGE } from '../openai/upstream-error.js';
@@ -90,6 +91,33 @@ export const ERROR_STATUSES = {
 } as const satisfies Record<number, ErrorStatusDoc>;
 
 export type ErrorStatus = keyof typeof ERROR_STATUSES;
+
+/** `Cache-Control: no-store`: on every error, and on every answer that holds a secret or a call. */
+export const NO_STORE: OpenAPIV3.HeaderObject = {
+  description: 'Always `no-store`: the answer is for this caller, now.',
+  required: true,
+  schema: { type: 'string', enum: ['no-store'] },
+};
+
+const RETRY_AFTER: OpenAPIV3.HeaderObject = {
+  description: 'Seconds to wait before trying again; the same number as `retry_after` in the envelope, present whenever it is.',
+  schema: { type: 'integer', minimum: 1 },
+};
+
+const WWW_AUTHENTICATE: OpenAPIV3.HeaderObject = {
+  description: 'Says why the bearer JWT was refused: `Bearer error="invalid_token"`.',
+  required: true,
+  schema: { type: 'string' },
+};
+
+/** The headers of the envelope's answers with this status, besides the `X-Request-ID` of every answer. */
+export function errorHeaders(status: number): Record<string, OpenAPIV3.HeaderObject> {
+  return {
+    'Cache-Control': NO_STORE,
+    ...(status === 401 ? { 'WWW-Authenticate': WWW_AUTHENTICATE } : {}),
+    ...(status === 429 || status === 503 || status === 504 ? { 'Retry-After': RETRY_AFTER } : {}),
+  };
+}
 
 /** The text of a documented error response: when it happens and what the client should do. */
 export function errorDescription(doc: Pick<ErrorStatusDoc, 'when' | 'todo'>): string {

@@ -6,7 +6,7 @@ import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { UpstreamHealth } from '../openai/upstream-health.js';
 import type { SharedState } from '../redis.js';
 import type { SecretPool } from '../realtime/secret-pool.js';
-import { errorResponses } from './error-responses.js';
+import { errorResponses, NO_STORE } from './error-responses.js';
 
 const NOT_READY_MESSAGE = 'Not ready: OpenAI refused the API key (bad or revoked); the operator must fix OPENAI_API_KEY.';
 
@@ -55,7 +55,17 @@ export async function healthRoutes(
         tags: ['operations'],
         summary: 'Liveness and upstream status',
         description: '200 whenever the process serves. Not origin-checked, not rate limited.',
-        response: { 200: healthSchema },
+        responseHeaders: { 200: { 'Cache-Control': NO_STORE } },
+        response: {
+          200: healthSchema,
+          ...errorResponses([503], {
+            503: {
+              when: 'this replica is shutting down (a probe on a connection it still holds)',
+              todo: 'nothing: the replica is going away; another answers',
+              example: { message: 'The service is shutting down; retry shortly (another replica will answer).', extra: { retry_after: 1 } },
+            },
+          }),
+        },
       },
     },
     async (_request, reply) => {
@@ -90,11 +100,12 @@ export async function healthRoutes(
           '200 while the process serves and OpenAI has not refused the key; 503 (the error envelope) when ' +
           'the last upstream check got 401/403 or while shutting down. Cached like /healthz: a probe is ' +
           'never a call to OpenAI. Railway\'s deploy health check points here. Not origin-checked, not rate limited.',
+        responseHeaders: { 200: { 'Cache-Control': NO_STORE } },
         response: {
           200: readySchema,
           ...errorResponses([503], {
             503: {
-              when: 'OpenAI refused the API key at its last check (401/403: bad or revoked), or this replica is shutting down; OpenAI being unreachable does not count',
+              when: 'OpenAI refused the API key at its last check (401/403: bad or revoked), or this replica is shutting down or overloaded; OpenAI being unreachable does not count',
               todo: 'send this replica no traffic; the operator fixes OPENAI_API_KEY (a deploy with a bad key fails here instead of replacing a good one)',
               example: { message: NOT_READY_MESSAGE },
             },

@@ -26,6 +26,8 @@ export async function rootRoutes(
 ) {
   const endpoints: Record<string, string> = {
     token: 'POST /v1/realtime/token',
+    call: 'POST /v1/realtime/calls',
+    hangup: 'DELETE /v1/realtime/calls/{call_id}',
     health: 'GET /healthz',
     ready: 'GET /readyz',
     docs: 'GET /docs',

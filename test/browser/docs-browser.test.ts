@@ -52,6 +52,31 @@ describe('/docs of the running demo, in a real browser', () => {
     }
   });
 
+  it('"Try it out" on POST /v1/realtime/calls sends the example SDP offer as application/sdp and shows the answer (201)', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${demo.url}/docs`);
+    const operation = page.locator('#operations-realtime-post_v1_realtime_calls');
+    await operation.locator('.opblock-summary').click();
+    await operation.getByRole('button', { name: 'Try it out' }).click();
+    // The request body's media type defaults to the first documented one, and its editor holds the SDP example.
+    expect(await operation.locator('.body-param-content-type select').inputValue()).toBe('application/sdp');
+    expect(await operation.locator('.body-param textarea').inputValue()).toMatch(/^v=0\r?\n/);
+    const answer = page.waitForResponse((response) => response.url().includes('/v1/realtime/calls'));
+    await operation.getByRole('button', { name: 'Execute' }).click();
+    const response = await answer;
+    expect(response.status()).toBe(201);
+    expect(await response.request().headerValue('content-type')).toMatch(/^application\/sdp/);
+    expect(response.headers()['location']).toMatch(/^\/v1\/realtime\/calls\/rtc_fake/);
+    expect(await operation.locator('.live-responses-table tbody .response-col_status').first().innerText()).toBe('201');
+    const shown = operation.locator('.live-responses-table .response-col_description pre').first();
+    await shown.waitFor();
+    expect(await shown.innerText()).toMatch(/^v=0/);
+    // Hang it up from the same page (the same client), so the demo's two slots per client stay free.
+    const hungUp = await page.evaluate(async (location) => (await fetch(location, { method: 'DELETE' })).status, response.headers()['location']!);
+    expect(hungUp).toBe(204);
+    await page.close();
+  });
+
   it('shows, above the fold, what the service is and the route to try', async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     await page.goto(`${demo.url}/docs`);

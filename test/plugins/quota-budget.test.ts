@@ -64,6 +64,14 @@ describe('global budget (GLOBAL_MINTS_PER_MINUTE / GLOBAL_MINTS_PER_DAY)', () =>
     expect(openai.fake.mintRequests).toHaveLength(5);
   });
 
+  it('0 means off, as unset does (and as MINTS_PER_CLIENT_PER_DAY=0 does): no budget counts or refuses', async () => {
+    const t = await openai.app({ GLOBAL_MINTS_PER_MINUTE: '0', GLOBAL_MINTS_PER_DAY: '0' });
+    for (let i = 0; i < 3; i++) expect((await from(t, `10.8.0.${i + 1}`)).statusCode).toBe(200);
+    const text = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(text).not.toMatch(/realtime_budget_limit\{/);
+    expect(t.logs.lines.some((line) => String(line.msg).startsWith('no GLOBAL_MINTS_PER_DAY'))).toBe(true);
+  });
+
   it('warns once when a window is 80 % used', async () => {
     const t = await openai.app({ GLOBAL_MINTS_PER_MINUTE: '10' });
     for (let i = 0; i < 10; i++) await from(t, `10.6.0.${i + 1}`);

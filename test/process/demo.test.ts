@@ -48,6 +48,19 @@ describe('npm run demo', () => {
     expect(demo.output()).not.toContain('sk-real-key-must-be-ignored');
   });
 
+  it('relays a call through its printed curl, which the service ends after 60 s, and the printed DELETE ends it', async () => {
+    const start = /curl -si (\S+) -H 'Origin: ([^']+)' -H 'Content-Type: application\/sdp' --data-binary '([^']*)'/.exec(demo.output());
+    const end = /curl -si -X DELETE (\S+)<call_id> -H 'Origin: ([^']+)'/.exec(demo.output());
+    expect(start && end, demo.output()).toBeTruthy();
+    const started = await fetch(start![1]!, { method: 'POST', headers: { origin: start![2]!, 'content-type': 'application/sdp' }, body: start![3]! });
+    expect(started.status).toBe(201);
+    expect(Number(started.headers.get('x-call-ends-at')) - Date.now() / 1000).toBeLessThanOrEqual(61);
+    const callId = started.headers.get('location')!.split('/').at(-1)!;
+    expect(`${end![1]}${callId}`).toBe(new URL(started.headers.get('location')!, demo.url).href);
+    expect((await fetch(`${end![1]}${callId}`, { method: 'DELETE', headers: { origin: end![2]! } })).status).toBe(204);
+    expect(demo.output()).toContain(`Page:    ${demo.url}/demo/`);
+  });
+
   it('Ctrl-C (SIGINT to the process group) stops the service and the fake, cleanly', async () => {
     const { url } = curl();
     process.kill(-demo.child.pid!, 'SIGINT');

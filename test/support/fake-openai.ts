@@ -207,6 +207,7 @@ export class FakeOpenAI {
   private serverEvents = 0;
   private readonly callQueue: Behaviour[] = [];
   private readonly hangupQueue: Behaviour[] = [];
+  private readonly hangupQueues = new Map<string, Behaviour[]>();
   private callCount = 0;
 
   private constructor(
@@ -259,6 +260,11 @@ export class FakeOpenAI {
   /** Behaviours for the next hangups, in order ('status' to fail, 'hang', 'reset'); then each succeeds. */
   scriptHangups(...behaviours: Behaviour[]): void {
     this.hangupQueue.push(...behaviours);
+  }
+
+  /** Behaviours for the next hangups of this call only: a retried hangup of another call cannot take them. */
+  scriptHangupsOf(callId: string, ...behaviours: Behaviour[]): void {
+    this.hangupQueues.set(callId, [...(this.hangupQueues.get(callId) ?? []), ...behaviours]);
   }
 
   get callRequests(): RecordedRequest[] {
@@ -327,6 +333,20 @@ export class FakeOpenAI {
     const latency = this.latencyMs + Math.random() * this.latencyJitterMs;
     if (latency > 0) await new Promise((r) => setTimeout(r, latency));
 
+    // As OpenAI's does, the calls endpoint answers pages: a browser POSTs its offer there with a client secret.
+    if (req.headers.origin !== undefined) {
+      res.setHeader('access-control-allow-origin', req.headers.origin);
+      res.setHeader('access-control-expose-headers', 'Location');
+      res.setHeader('vary', 'Origin');
+    }
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, { 'access-control-allow-methods': 'POST', 'access-control-allow-headers': 'Authorization, Content-Type', 'access-control-max-age': '600' });
+      return void res.end();
+    }
+    // A secret this fake minted (ek_fake...) opens a call, as a client secret does at OpenAI.
+    if (req.method === 'POST' && path === '/v1/realtime/calls' && /^Bearer ek_fake\w+$/.test(req.headers.authorization ?? '')) {
+      return this.createCallWithSecret(req, res, text);
+    }
     const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
     const access = bearer === undefined ? undefined : this.keys.get(bearer);
     if (access === undefined || access === 'revoked') {
@@ -431,9 +451,26 @@ export class FakeOpenAI {
     res.end(answer);
   }
 
+  /** POST /v1/realtime/calls with a client secret: the offer is the whole body (application/sdp). */
+  private async createCallWithSecret(req: IncomingMessage, res: ServerResponse, offer: string): Promise<void> {
+    const schemaErrors = (req.headers['content-type'] ?? '').startsWith('application/sdp') && offer.startsWith('v=') ? [] : ['body is not an application/sdp offer'];
+    if (this.keepRequests) {
+      this.requests.push({ method: 'POST', path: '/v1/realtime/calls', headers: req.headers, body: { sdp: offer }, schemaErrors, at: performance.now() });
+    }
+    if (schemaErrors.length > 0) return this.json(res, 400, openaiError(`Invalid request: ${schemaErrors.join('; ')}`, 'invalid_request_error', 'invalid_value'));
+    this.callCount += 1;
+    const callId = `rtc_fake${String(this.callCount).padStart(6, '0')}${Math.random().toString(36).slice(2, 8)}`;
+    const answer = await this.answerSdp(offer);
+    // The secret's session stays with the token flow's page; the fake knows only that a call is on.
+    const current = { object: 'realtime.session', id: `sess_${callId}`, expires_at: Math.floor(Date.now() / 1000) + 3600 };
+    this.calls.set(callId, { callId, sdp: offer, session: undefined, current, createdAt: Date.now() });
+    res.writeHead(201, { 'content-type': 'application/sdp', location: `/v1/realtime/calls/${callId}` });
+    res.end(answer);
+  }
+
   /** POST /v1/realtime/calls/{id}/hangup: 200 once for a live call, 404 for an unknown or ended one. */
   private async hangup(req: IncomingMessage, res: ServerResponse, callId: string): Promise<void> {
-    const behaviour = this.hangupQueue.shift() ?? { kind: 'ok' };
+    const behaviour = this.hangupQueues.get(callId)?.shift() ?? this.hangupQueue.shift() ?? { kind: 'ok' };
     const call = this.calls.get(callId);
     const status = behaviour.kind === 'status' ? behaviour.status : behaviour.kind !== 'ok' ? 0 : call && call.hungUpAt === undefined ? 200 : 404;
     this.hangups.push({ callId, at: Date.now(), status });

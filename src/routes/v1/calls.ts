@@ -7,7 +7,7 @@ import { CALL_BODY_LIMIT_BYTES, kib, MAX_LOGGED_CHARS, MULTIPART_LIMIT_BYTES, SD
 import type { ServiceMetrics } from '../../metrics.js';
 import type { CallManager } from '../../realtime/calls.js';
 import { resolveChoice, sessionChoiceFields, tokenRequestSchema, type ChoicesConfig } from '../../realtime/choices.js';
-import { errorResponses } from '../error-responses.js';
+import { errorResponses, NO_STORE } from '../error-responses.js';
 
 const CALL_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
@@ -17,20 +17,35 @@ interface CallBody {
   options?: string;
 }
 
-const callBodySchema = z
-  .object({
-    sdp: z
-      .string()
-      .describe(
-        'The WebRTC SDP offer. As `application/sdp` it is the whole body (choices go in the query); ' +
-          'as `multipart/form-data` it is the part `sdp`.',
-      ),
-    options: z
-      .string()
-      .optional()
-      .describe('multipart/form-data only: JSON, the body of POST /v1/realtime/token (model, voice, instructions, difficulty, sport).'),
-  })
-  .describe('application/sdp (the offer as the body) or multipart/form-data (parts `sdp` and `options`).');
+/** What both body kinds are parsed into (validated); the docs describe each kind as it is sent. */
+const callBodySchema = z.object({ sdp: z.string(), options: z.string().optional() });
+
+const sdpOfferSchema = z
+  .string()
+  .max(SDP_LIMIT_BYTES)
+  .regex(/^v=/)
+  .describe('The browser\'s SDP offer (`RTCPeerConnection.createOffer()`), unchanged: it starts with `v=`.')
+  .meta({ example: 'v=0\r\no=- 4227147428 1719357865 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n...' });
+
+const callBodyDocs = {
+  description:
+    'The SDP offer, as `application/sdp` (the whole body; choices in the query) or as `multipart/form-data` ' +
+    'with the part `sdp` (the offer, `application/sdp`) and the optional part `options` (JSON: the body of ' +
+    'POST /v1/realtime/token; it wins over the query).',
+  content: {
+    'application/sdp': { schema: sdpOfferSchema },
+    'multipart/form-data': {
+      schema: z.object({
+        sdp: sdpOfferSchema,
+        options: z
+          .string()
+          .optional()
+          .describe('JSON, the body of POST /v1/realtime/token: `{model, voice, instructions, difficulty, sport}`, every field optional.'),
+      }),
+      encoding: { sdp: { contentType: 'application/sdp' }, options: { contentType: 'application/json' } },
+    },
+  },
+};
 
 function sdpProblem(sdp: string): AppError | undefined {
   if (Buffer.byteLength(sdp) > SDP_LIMIT_BYTES) {
@@ -113,10 +128,30 @@ export async function callsRoutes(app: FastifyInstance, opts: { config: ChoicesC
           .omit({ instructions: true })
           .describe('Choices for an application/sdp body (multipart: the `options` part wins over these).'),
         body: callBodySchema,
+        requestBodyDocs: callBodyDocs,
+        responseHeaders: {
+          201: {
+            Location: {
+              description: 'The call: `/v1/realtime/calls/{call_id}` (DELETE it to hang up).',
+              required: true,
+              schema: { type: 'string', pattern: '^/v1/realtime/calls/[A-Za-z0-9_-]+$' },
+            },
+            'X-Call-Ends-At': {
+              description: 'When the service hangs the call up (MAX_CALL_SECONDS after it started), in Unix seconds.',
+              required: true,
+              schema: { type: 'integer' },
+            },
+            'Cache-Control': NO_STORE,
+          },
+        },
         response: {
           201: {
-            description: 'The SDP answer. Headers: Location (/v1/realtime/calls/{call_id}), X-Call-Ends-At (Unix seconds).',
-            content: { 'application/sdp': { schema: z.string().meta({ examples: ['v=0\r\no=- 4227147428 1719357865 IN IP4 127.0.0.1\r\n...'] }) } },
+            description: 'The call is on: OpenAI\'s SDP answer, for `RTCPeerConnection.setRemoteDescription()`.',
+            content: {
+              'application/sdp': {
+                schema: z.string().meta({ example: 'v=0\r\no=- 4227147428 1719357865 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n...' }),
+              },
+            },
           },
           ...errorResponses([400, 401, 403, 413, 415, 422, 429, 431, 502, 503, 504], {
             400: { when: 'the body is not an SDP offer (it must start with `v=`)', example: { message: 'The body must be an SDP offer (it starts with "v=").' } },
@@ -125,7 +160,7 @@ export async function callsRoutes(app: FastifyInstance, opts: { config: ChoicesC
             422: { when: 'a choice (query parameter or `options` part) breaks the schema; `details.fields` names each one' },
             429: {
               when: `this client is over its rate limit or daily quota, or holds ${config.maxConcurrentCallsPerClient} calls already (reason concurrency)`,
-              example: { message: `Too many calls at once (${config.maxConcurrentCallsPerClient} per client); end one first.`, extra: { retry_after: 5 } },
+              example: { message: `Too many calls at once (${config.maxConcurrentCallsPerClient} per client); end one first.`, extra: { details: { limit: config.maxConcurrentCallsPerClient } } },
             },
           }),
         },
@@ -187,9 +222,10 @@ export async function callsRoutes(app: FastifyInstance, opts: { config: ChoicesC
         summary: 'End a call this client started',
         description: 'Hangs the call up now and frees its slot. 404 for an unknown call or another client’s.',
         params: z.object({ call_id: z.string().describe('From the Location of POST /v1/realtime/calls.') }),
+        responseHeaders: { 204: { 'Cache-Control': NO_STORE } },
         response: {
-          204: z.null().describe('The call is over (or being hung up).'),
-          ...errorResponses([401, 403, 404, 503, 504], {
+          204: z.null().describe('The call is over (or being hung up): no content.'),
+          ...errorResponses([401, 403, 404, 502, 503, 504], {
             404: { when: 'no call of this client has that id (unknown, already over, or another client\'s)', todo: 'nothing: the call is not yours or is over', example: { message: 'No such call of this client.' } },
           }),
         },

@@ -7,7 +7,7 @@ import type { ServiceMetrics } from '../../metrics.js';
 import type { SecretMinter } from '../../realtime/minter.js';
 import { resolveChoice, tokenRequestSchema, type ChoicesConfig } from '../../realtime/choices.js';
 import { connectionUrls } from '../../realtime/session.js';
-import { errorResponses } from '../error-responses.js';
+import { errorResponses, NO_STORE } from '../error-responses.js';
 
 const tokenResponseSchema = z
   .object({
@@ -56,6 +56,7 @@ export async function tokenRoutes(
           'Returns a secret the browser uses as bearer to open a WebRTC session at `web_rtc_url`. ' +
           `Rate limited to ${config.rateLimitPerMinute} per client per minute.`,
         body: tokenRequestSchema(config),
+        responseHeaders: { 200: { 'Cache-Control': NO_STORE } },
         response: {
           200: tokenResponseSchema,
           ...errorResponses([400, 401, 403, 413, 415, 422, 429, 431, 502, 503, 504]),
