@@ -1,15 +1,16 @@
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeOpenAI } from '../support/fake-openai.js';
 import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from '../support/app.js';
 import { requireCommand } from '../support/commands.js';
+import { REDIS_BACKENDS, type RedisBackend } from '../support/redis-backends.js';
 import { RedisServer } from '../support/redis-server.js';
 import { waitUntil } from '../support/wait.js';
 
 requireCommand('redis-server', 'apt-get install redis-server');
+requireCommand('redis-cli', 'apt-get install redis-tools');
 
-describe('rate limits shared in Redis across replicas', () => {
-  let redis: RedisServer;
+describe.each(REDIS_BACKENDS)('rate limits shared in Redis across replicas ($name)', (kind) => {
+  let redis: RedisBackend;
   let fake: FakeOpenAI;
   let a: TestApp;
   let b: TestApp;
@@ -20,10 +21,10 @@ describe('rate limits shared in Redis across replicas', () => {
     (await t.app.inject({ method: 'GET', url: '/healthz' })).json<{ rate_limit_store: string }>().rate_limit_store;
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
+    redis = await kind.start();
     fake = await FakeOpenAI.start();
-    a = await buildTestApp(fake, { REDIS_URL: redis.url });
-    b = await buildTestApp(fake, { REDIS_URL: redis.url });
+    a = await buildTestApp(fake, redis.env);
+    b = await buildTestApp(fake, redis.env);
     await waitUntil(async () => (await store(a)) === 'redis' && (await store(b)) === 'redis', 'both replicas on Redis');
   });
 
@@ -31,7 +32,7 @@ describe('rate limits shared in Redis across replicas', () => {
     await a?.app.close();
     await b?.app.close();
     await fake?.close();
-    await redis?.stop();
+    await redis?.close();
   });
 
   it('two replicas share one limit per client: 10 across both, then 429 on either', async () => {
@@ -40,9 +41,7 @@ describe('rate limits shared in Redis across replicas', () => {
     }
     expectEnvelope(await mint(a, '198.51.100.1'), 429);
     expectEnvelope(await mint(b, '198.51.100.1'), 429);
-    const client = new Redis(redis.url);
-    expect(await client.keys('parker-rl:*')).toContain('parker-rl:m:ip:198.51.100.1');
-    await client.quit();
+    expect(await redis.keys('parker-rl:*')).toContain('parker-rl:{m:ip:198.51.100.1}');
   });
 
   it('keeps answering on in-process limits while Redis is down, logging the switch once', async () => {
@@ -97,11 +96,11 @@ describe('Redis frozen, then back (SIGSTOP / SIGCONT)', () => {
   });
 });
 
-describe('the global budget across replicas', () => {
+describe.each(REDIS_BACKENDS)('the global budget across replicas ($name)', (kind) => {
   it('two replicas share one budget in Redis: 6 across both, then 503 on either', async () => {
-    const redis = await RedisServer.start();
+    const redis = await kind.start();
     const fake = await FakeOpenAI.start();
-    const env = { REDIS_URL: redis.url, GLOBAL_MINTS_PER_MINUTE: '6', GLOBAL_MINTS_PER_DAY: '1000' };
+    const env = { ...redis.env, GLOBAL_MINTS_PER_MINUTE: '6', GLOBAL_MINTS_PER_DAY: '1000' };
     const a = await buildTestApp(fake, env);
     const b = await buildTestApp(fake, env);
     try {
@@ -121,7 +120,7 @@ describe('the global budget across replicas', () => {
       await a.app.close();
       await b.app.close();
       await fake.close();
-      await redis.stop();
+      await redis.close();
     }
   });
 });

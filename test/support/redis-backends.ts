@@ -1,4 +1,4 @@
-import { Cluster, Redis } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
 import { RedisCluster } from './redis-cluster.js';
 import { RedisServer } from './redis-server.js';
 
@@ -27,6 +27,8 @@ export interface RedisBackendKind {
 async function single(): Promise<RedisBackend> {
   const server = await RedisServer.start();
   const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
+  // Tests stop and restart the server under it: it reconnects by itself.
+  admin.on('error', () => undefined);
   return {
     kind: 'single',
     env: { REDIS_URL: server.url },
@@ -45,6 +47,7 @@ async function single(): Promise<RedisBackend> {
 async function cluster(): Promise<RedisBackend> {
   const nodes = await RedisCluster.start();
   const admin = nodes.client();
+  admin.on('error', () => undefined);
   return {
     kind: 'cluster',
     env: { REDIS_CLUSTER_NODES: nodes.nodeList },
