@@ -203,8 +203,11 @@ local function epoch(key, fresh)
 end
 `;
 
-// KEYS: slots. ARGV: now, max, slotId, holdUntil, ttl. Drops expired slots, then takes one if free.
+// KEYS: slots, epoch. ARGV: now, max, slotId, holdUntil, ttl, the caller's epoch ('' = any).
+// Drops expired slots, then takes one if free: 1, 0 when none is, -1 when the epoch is not the
+// caller's (Redis lost what the caller put there: it must put it back before it counts).
 const RESERVE = `
+if ARGV[6] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[6] then return -1 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
@@ -304,8 +307,13 @@ export class RedisCallStore implements CallStore {
   ) {}
 
   async reserve(clientKey: string, slotId: string, max: number, now: number, holdUntil: number): Promise<boolean> {
-    const taken = await this.redis.eval(RESERVE, 1, slotsKey(clientKey), now, max, slotId, holdUntil, RECORD_TTL_MS);
-    return taken === 1;
+    return (await this.reserveInEpoch('', clientKey, slotId, max, now, holdUntil)) === true;
+  }
+
+  /** Like reserve(), unless Redis's epoch is not `epoch`: then 'stale', and nothing is taken. */
+  async reserveInEpoch(epoch: string, clientKey: string, slotId: string, max: number, now: number, holdUntil: number): Promise<boolean | 'stale'> {
+    const taken = await this.redis.eval(RESERVE, 2, slotsKey(clientKey), EPOCH, now, max, slotId, holdUntil, RECORD_TTL_MS, epoch);
+    return taken === -1 ? 'stale' : taken === 1;
   }
 
   async release(clientKey: string, slotId: string): Promise<void> {

@@ -32,8 +32,19 @@ export class FailoverCallStore implements CallStore {
   }
 
   async reserve(clientKey: string, slotId: string, max: number, now: number, holdUntil: number): Promise<boolean> {
-    const taken = await this.onShared(() => this.shared.reserve(clientKey, slotId, max, now, holdUntil));
-    if (taken !== undefined) {
+    const inEpoch = () => this.shared.reserveInEpoch(this.knownEpoch ?? '-', clientKey, slotId, max, now, holdUntil);
+    let taken = await this.onShared(inEpoch);
+    if (taken === 'stale') {
+      // Redis lost what this replica put there (or it never put anything yet): put it back first,
+      // so the count includes the slots this replica holds.
+      taken = await this.onShared(async () => {
+        const known = this.knownEpoch;
+        await this.restore();
+        if (known !== undefined && known !== this.knownEpoch) this.state.dataLost('the calls epoch in Redis changed');
+        return inEpoch();
+      });
+    }
+    if (taken !== undefined && taken !== 'stale') {
       if (taken) this.own.hold(clientKey, slotId, holdUntil);
       return taken;
     }

@@ -149,17 +149,21 @@ describe.each(REDIS_BACKENDS)('Redis restarts empty ($name)', (kind) => {
     expect(restored?.counters_merged).toBeGreaterThanOrEqual(1);
   });
 
-  it('data wiped while connected is noticed and re-registered within a second or so', async () => {
-    const [a] = (await replicas(1)) as [TestApp];
+  it('data wiped while connected: no slot Redis forgot is handed out again, and all is re-registered within a second or so', async () => {
+    const [a] = (await replicas(1, { MAX_CONCURRENT_CALLS_PER_CLIENT: '1' })) as [TestApp];
     const call = await postSdp(a.app);
     expect(call.statusCode).toBe(201);
     await backend.flush();
+    // at once, before any poll: the reservation sees the epoch is gone and puts the call back first
+    expectEnvelope(await postSdp(a.app), 429);
     await waitUntil(
       async () => (await backend.keys('parker-calls:*')).includes(`parker-calls:{calls}:call:${callIdOf(call)}`),
       'the call re-registered',
       5_000,
     );
-    expect(a.logs.find('redis: re-registered what this replica holds')).not.toHaveLength(0);
+    expect(await backend.admin.zscore('parker-calls:{calls}:client:ip:127.0.0.1', callIdOf(call))).not.toBeNull();
+    await waitUntil(() => a.logs.find('redis: re-registered what this replica holds').length > 0, 'the log line', 5_000);
+    expect(a.logs.find('redis: shared state found missing, re-registering')).not.toHaveLength(0);
   });
 });
 

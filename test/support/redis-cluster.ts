@@ -10,12 +10,14 @@ import { waitUntil } from './wait.js';
 
 const run = promisify(execFile);
 
-/** One cluster node: its client port and its cluster-bus port (both free, both loopback). */
+/** One cluster node: its client port (kept across restarts) and its process. */
 interface Node {
   port: number;
-  busPort: number;
   child?: ChildProcess;
 }
+
+/** Tries for a node to bind its cluster-bus port (another process may take a free port first). */
+const BUS_PORT_TRIES = 3;
 
 /**
  * A real three-master Redis Cluster on loopback (no replicas), built the way an operator would:
@@ -29,8 +31,7 @@ export class RedisCluster {
 
   static async start(size = 3): Promise<RedisCluster> {
     const nodes: Node[] = [];
-    // The bus port is set explicitly (cluster-port): the default, port + 10000, may be taken or above 65535.
-    for (let i = 0; i < size; i++) nodes.push({ port: await freePort(), busPort: await freePort() });
+    for (let i = 0; i < size; i++) nodes.push({ port: await freePort() });
     const cluster = new RedisCluster(nodes);
     await cluster.resume();
     return cluster;
@@ -97,11 +98,23 @@ export class RedisCluster {
   }
 
   private async spawnNode(node: Node): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // The bus port is set explicitly (cluster-port): the default, port + 10000, may be taken or
+        // above 65535. Nodes reach each other through the cluster config, so a new one each start is fine.
+        return await this.spawnNodeOnce(node, await freePort());
+      } catch (error) {
+        if (attempt >= BUS_PORT_TRIES || !String(error).includes('Address already in use')) throw error;
+      }
+    }
+  }
+
+  private async spawnNodeOnce(node: Node, busPort: number): Promise<void> {
     const child = spawn(
       'redis-server',
       [
         '--port', String(node.port),
-        '--cluster-port', String(node.busPort),
+        '--cluster-port', String(busPort),
         '--bind', '127.0.0.1',
         '--cluster-enabled', 'yes',
         '--cluster-config-file', join(this.dir, `nodes-${node.port}.conf`),
