@@ -14,6 +14,8 @@ describe.each(REDIS_BACKENDS)('rate limits shared in Redis across replicas ($nam
   let fake: FakeOpenAI;
   let a: TestApp;
   let b: TestApp;
+  /** A replica that boots while Redis is down. */
+  let late: TestApp | undefined;
 
   const mint = (t: TestApp, ip: string) =>
     t.app.inject({ method: 'POST', url: '/v1/realtime/token', remoteAddress: ip, headers: { origin: SITE_ORIGIN } });
@@ -31,6 +33,7 @@ describe.each(REDIS_BACKENDS)('rate limits shared in Redis across replicas ($nam
   afterAll(async () => {
     await a?.app.close();
     await b?.app.close();
+    await late?.app.close();
     await fake?.close();
     await redis?.close();
   });
@@ -53,12 +56,18 @@ describe.each(REDIS_BACKENDS)('rate limits shared in Redis across replicas ($nam
     expect(a.logs.find('rate limit: Redis unreachable, counting in-process until it returns')).toHaveLength(1);
     const health = await a.app.inject({ method: 'GET', url: '/healthz' });
     expect(health.statusCode).toBe(200);
+    // a replica that boots now answers on in-process limits too
+    late = await buildTestApp(fake, redis.env);
+    expect(await store(late)).toBe('fallback');
+    expect((await mint(late, '198.51.100.4')).statusCode).toBe(200);
   });
 
   it('goes back to the shared counters when Redis returns', async () => {
     await redis.resume();
     await expect.poll(() => store(a), { timeout: 10_000 }).toBe('redis');
     await expect.poll(() => store(b), { timeout: 10_000 }).toBe('redis');
+    // the one that booted during the outage joins too
+    await expect.poll(() => store(late as TestApp), { timeout: 10_000 }).toBe('redis');
     for (let i = 0; i < 5; i++) {
       expect((await mint(a, '198.51.100.3')).statusCode).toBe(200);
       expect((await mint(b, '198.51.100.3')).statusCode).toBe(200);
