@@ -57,7 +57,8 @@ export class FailoverCallStore implements CallStore {
   async release(clientKey: string, slotId: string): Promise<void> {
     await this.own.release(clientKey, slotId);
     if (this.unshared.delete(slotId)) return;
-    if ((await this.onShared(() => this.shared.release(clientKey, slotId))) === undefined) this.removals.set(slotId, { id: slotId, clientKey });
+    const released = await this.onShared(() => this.shared.release(clientKey, slotId).then(() => true));
+    if (!released) this.removals.set(slotId, { id: slotId, clientKey });
   }
 
   async activate(slotId: string, call: TrackedCall): Promise<void> {

@@ -177,6 +177,9 @@ describe('an outage where Redis keeps its data (single Redis, frozen)', () => {
     const b = await buildTestApp(fake, env);
     try {
       await waitUntil(async () => (await settled(a)) && (await settled(b)), 'both replicas on Redis');
+      // a slot given back while Redis answers is given back there, not kept for later
+      fake.scriptCalls({ kind: 'status', status: 400 });
+      expectEnvelope(await postSdp(a.app), 502);
       const call = await postSdp(a.app);
       expect(call.statusCode).toBe(201);
       redis.freeze();
@@ -187,6 +190,8 @@ describe('an outage where Redis keeps its data (single Redis, frozen)', () => {
       await waitUntil(async () => (await settled(a)) && (await admin.zcard('parker-calls:{calls}:deadlines')) === 0, 'the ended call forgotten in Redis');
       expect(await admin.zcard('parker-calls:{calls}:client:ip:127.0.0.1')).toBe(0);
       expect((await postSdp(b.app)).statusCode).toBe(201);
+      // exactly what a ended while Redis was frozen was removed on its return
+      expect(a.logs.find('redis: re-registered what this replica holds').at(-1)).toMatchObject({ ended_removed: 1 });
     } finally {
       await a.app.close();
       await b.app.close();
