@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { bootSummary } from '../src/boot-summary.js';
+import { ConfigError, loadConfig } from '../src/config.js';
 
 const base = { OPENAI_API_KEY: 'sk-config-test-secret-value', ALLOWED_ORIGINS: 'https://www.espn.com' };
 
@@ -63,5 +64,12 @@ describe('REDIS_CLUSTER_NODES', () => {
     expect(message).toMatch(/REDIS_CLUSTER_NODES /);
     expect(message).not.toContain('password');
     expect(message).not.toContain('redis-1.internal');
+  });
+
+  it('the boot summary says cluster and how many seeds, never the credentials', () => {
+    const config = loadConfig({ ...base, REDIS_CLUSTER_NODES: 'rediss://app:s3cret-pass@10.0.0.1:7000,rediss://app:s3cret-pass@10.0.0.2:7000' });
+    const summary = bootSummary(config);
+    expect(summary).toMatchObject({ store: 'redis_cluster', redis_cluster_seeds: 2 });
+    expect(JSON.stringify(summary)).not.toContain('s3cret');
   });
 });
