@@ -243,6 +243,12 @@ for _, id in ipairs(due) do
 end
 return out`;
 
+// KEYS: call, epoch. ARGV: fresh epoch. Returns the epoch, then the call's fields (name, value, ...).
+const GET = `${READ_EPOCH}
+local out = { epoch(KEYS[2], ARGV[1]) }
+for _, field in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = field end
+return out`;
+
 // KEYS: deadlines, epoch. ARGV: fresh epoch, call ids. Returns the epoch, then the ids Redis no
 // longer has (ended by another replica, or lost).
 const MISSING = `${READ_EPOCH}
@@ -338,14 +344,26 @@ export class RedisCallStore implements CallStore {
   }
 
   async get(callId: string): Promise<TrackedCall | undefined> {
-    const fields = await this.redis.hgetall(callKey(callId));
-    if (!fields.client) return undefined;
+    return (await this.getInEpoch(callId)).call;
+  }
+
+  /** The call, if Redis has it, and the epoch it answered in. */
+  async getInEpoch(callId: string): Promise<{ epoch: string; call: TrackedCall | undefined }> {
+    const [epoch, ...flat] = (await this.redis.eval(GET, 2, callKey(callId), EPOCH, freshEpoch())) as string[];
+    this.onEpoch(epoch as string);
+    const fields = new Map<string, string>();
+    for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i] as string, flat[i + 1] as string);
+    const client = fields.get('client');
+    if (!client) return { epoch: epoch as string, call: undefined };
     return {
-      callId,
-      clientKey: fields.client,
-      startedAt: Number(fields.started),
-      endsAt: Number(fields.ends),
-      attempts: Number(fields.attempts ?? 0),
+      epoch: epoch as string,
+      call: {
+        callId,
+        clientKey: client,
+        startedAt: Number(fields.get('started')),
+        endsAt: Number(fields.get('ends')),
+        attempts: Number(fields.get('attempts') ?? 0),
+      },
     };
   }
 

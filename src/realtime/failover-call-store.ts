@@ -74,8 +74,17 @@ export class FailoverCallStore implements CallStore {
   }
 
   async get(callId: string): Promise<TrackedCall | undefined> {
-    const shared = this.unshared.has(callId) ? undefined : await this.onShared(() => this.shared.get(callId));
-    return shared ?? (await this.own.get(callId));
+    const known = this.knownEpoch;
+    const shared = this.unshared.has(callId) ? undefined : await this.onShared(() => this.shared.getInEpoch(callId));
+    if (shared?.call) return shared.call;
+    const mine = await this.own.get(callId);
+    if (shared && mine && shared.epoch === known) {
+      // Redis answers, has lost nothing, and has no such call: another replica ended it.
+      await this.own.finish(mine);
+      return undefined;
+    }
+    // Redis silent, or it lost its data (this replica puts the call back): what this replica holds.
+    return mine;
   }
 
   async claim(callId: string, now: number, leaseUntil: number): Promise<boolean> {
