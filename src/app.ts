@@ -143,7 +143,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // /metrics on PORT only when it has no port of its own.
   const metricsOnPort = config.metricsEnabled && config.metricsPort === undefined;
   await app.register(rootRoutes, { version: VERSION, metricsEnabled: metricsOnPort, pool });
-  await app.register(healthRoutes, { version: VERSION, upstreamHealth, breaker, rateLimitStore: sharedState, pool });
+  await app.register(healthRoutes, { version: VERSION, upstreamHealth, breaker, sharedState, pool });
   // Until the usage ledger counts mints, /admin counts those this process answered: a hook on the
   // token route alone, so no other request pays for it.
   app.addHook('onRoute', (route) => {

@@ -22,7 +22,8 @@ export function bootSummary(config: Config): Record<string, unknown> {
     auth: config.authJwksUrl ? 'jwks' : config.authJwtSecret ? 'hs256' : 'off',
     ...(config.authIssuer ? { auth_issuer: config.authIssuer } : {}),
     ...(config.authAudience.length > 0 ? { auth_audiences: config.authAudience.length } : {}),
-    store: config.redisUrl ? 'redis' : 'memory',
+    store: config.redisClusterNodes ? 'redis_cluster' : config.redisUrl ? 'redis' : 'memory',
+    ...(config.redisClusterNodes ? { redis_cluster_seeds: config.redisClusterNodes.nodes.length } : {}),
     quotas: {
       per_minute: config.rateLimitPerMinute,
       burst_per_second: config.rateLimitBurst ?? null,

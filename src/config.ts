@@ -158,6 +158,67 @@ function operatorTokenVar() {
     });
 }
 
+/** Where a Redis Cluster is: its seed nodes, and the credentials and TLS every node shares. */
+export interface RedisClusterSeeds {
+  nodes: { host: string; port: number }[];
+  tls: boolean;
+  username: string | undefined;
+  /** Never logged or printed. */
+  password: string | undefined;
+}
+
+const HOST_PORT = /^(?:\[([0-9a-f:.]+)\]|([a-z0-9._-]+)):(\d{1,5})$/i;
+
+/**
+ * Seeds as `host:port` or `redis[s]://[user:password@]host:port`. Problems name an entry by its
+ * position and never quote it (a URL may carry a password).
+ */
+function parseClusterSeeds(raw: string): RedisClusterSeeds | string {
+  const entries = parseList(raw);
+  if (!Array.isArray(entries)) return entries.error;
+  if (entries.length === 0) return 'must name at least one node (host:port)';
+  const seeds: (Omit<RedisClusterSeeds, 'nodes'> & { host: string; port: number })[] = [];
+  for (const [index, entry] of entries.entries()) {
+    const seed = parseClusterSeed(entry);
+    if (typeof seed === 'string') return `entry ${index + 1} ${seed}`;
+    seeds.push(seed);
+  }
+  const [first] = seeds as [(typeof seeds)[number]];
+  if (seeds.some((s) => s.tls !== first.tls || s.username !== first.username || s.password !== first.password)) {
+    return 'entries disagree on scheme or credentials (a cluster has one of each)';
+  }
+  return { nodes: seeds.map(({ host, port }) => ({ host, port })), tls: first.tls, username: first.username, password: first.password };
+}
+
+function parseClusterSeed(entry: string): (Omit<RedisClusterSeeds, 'nodes'> & { host: string; port: number }) | string {
+  const validPort = (port: number) => Number.isInteger(port) && port >= 1 && port <= 65535;
+  if (!/^rediss?:\/\//i.test(entry)) {
+    const match = HOST_PORT.exec(entry);
+    if (!match) return 'is not host:port (IPv6 as [address]:port) or a redis:// or rediss:// URL';
+    const port = Number(match[3]);
+    if (!validPort(port)) return 'has a port outside 1..65535';
+    return { host: (match[1] ?? match[2]) as string, port, tls: false, username: undefined, password: undefined };
+  }
+  let url: URL;
+  try {
+    url = new URL(entry);
+  } catch {
+    return 'is not a valid redis:// or rediss:// URL';
+  }
+  if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '') {
+    return 'has a path or query: a cluster has one database, so give only the host, the port and any credentials';
+  }
+  const port = url.port === '' ? 6379 : Number(url.port);
+  if (!validPort(port) || url.hostname === '') return 'needs a host and a port from 1 to 65535';
+  return {
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port,
+    tls: url.protocol.toLowerCase() === 'rediss:',
+    username: url.username === '' ? undefined : decodeURIComponent(url.username),
+    password: url.password === '' ? undefined : decodeURIComponent(url.password),
+  };
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** The environment, one key per variable: the Config type and its fields are derived from it. */
@@ -221,6 +282,19 @@ const envShape = {
           return z.NEVER;
         }
         return value;
+      }),
+    // A Redis (or Valkey) Cluster instead of one server: the seeds; the client learns the rest.
+    REDIS_CLUSTER_NODES: z
+      .string()
+      .optional()
+      .transform((raw, ctx) => {
+        if (raw === undefined || raw.trim() === '') return undefined;
+        const seeds = parseClusterSeeds(raw);
+        if (typeof seeds === 'string') {
+          ctx.addIssue({ code: 'custom', message: seeds });
+          return z.NEVER;
+        }
+        return seeds;
       }),
     OPENAI_TIMEOUT_MS: intVar(10_000, 100, 120_000),
     OPENAI_MAX_RETRIES: intVar(2, 0, 5),
@@ -341,6 +415,13 @@ const envSchema = z
       for (const name of ['METRICS_PORT', 'METRICS_TOKEN'] as const) {
         if (env[name] !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'is set but METRICS_ENABLED=false turns /metrics off' });
       }
+    }
+    if (env.REDIS_URL && env.REDIS_CLUSTER_NODES) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['REDIS_CLUSTER_NODES'],
+        message: 'set REDIS_URL (one server) or REDIS_CLUSTER_NODES (a cluster), not both',
+      });
     }
     if (Array.isArray(env.ALLOWED_MODELS) && !env.ALLOWED_MODELS.includes(env.REALTIME_MODEL)) {
       ctx.addIssue({ code: 'custom', path: ['REALTIME_MODEL'], message: 'must be one of ALLOWED_MODELS' });

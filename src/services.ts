@@ -1,5 +1,4 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ProcessUsage } from './admin/process-usage.js';
 import { bootSummary, bootWarnings } from './boot-summary.js';
@@ -13,11 +12,12 @@ import { UpstreamHealth } from './openai/upstream-health.js';
 import type { JwtVerifierOptions } from './plugins/caller-auth.js';
 import { NO_SPEND_CAPS, type CallSpend } from './realtime/call-spend.js';
 import { CallManager } from './realtime/calls.js';
-import { MemoryCallStore, RedisCallStore } from './realtime/calls-store.js';
+import { MemoryCallStore } from './realtime/calls-store.js';
+import { FailoverCallStore } from './realtime/failover-call-store.js';
 import { SecretMinter, type PreparedSession } from './realtime/minter.js';
 import { SecretPool } from './realtime/secret-pool.js';
 import { SIDEBAND_OPEN_TIMEOUT_MS, Sidebands } from './realtime/sideband.js';
-import { createRedis, SharedState } from './redis.js';
+import { createRedis, SharedState, type RedisClient } from './redis.js';
 import { MintBudget } from './usage/mint-budget.js';
 
 /** What a test (or the server) may swap: no module is monkey-patched. */
@@ -46,8 +46,8 @@ export interface Services {
   minter: SecretMinter;
   pool: SecretPool<PreparedSession> | undefined;
   upstreamHealth: UpstreamHealth;
-  /** Set when REDIS_URL is: shared counters and call deadlines. */
-  redis: Redis | undefined;
+  /** Set when REDIS_URL or REDIS_CLUSTER_NODES is: shared counters and call deadlines. */
+  redis: RedisClient | undefined;
   sharedState: SharedState;
   calls: CallManager;
   /** What /admin/usage reports until the usage ledger is wired in: this process's mints and refusals. */
@@ -119,8 +119,9 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
       else logger[to === 'connected' ? 'info' : 'warn']({ openai_status_from: from, openai_status: to }, `OpenAI status ${to}`);
     },
   );
-  const redis = config.redisUrl ? await createRedis(config.redisUrl) : undefined;
-  const sharedState = new SharedState(redis !== undefined, logger);
+  const redis = await createRedis(config);
+  // Watches the connection; puts back what this replica kept in-process whenever Redis returns.
+  const sharedState = new SharedState(redis, logger.child({ component: 'redis' }));
   // One sideband per relayed call started here: usage, session lock, fail closed under a cap.
   const sidebands = new Sidebands({
     baseUrl: config.openaiBaseUrl,
@@ -138,8 +139,7 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
     client,
     sessions: minter,
     breaker,
-    shared: redis ? new RedisCallStore(redis) : undefined,
-    local: new MemoryCallStore(),
+    store: redis ? new FailoverCallStore(redis, sharedState, now) : new MemoryCallStore(),
     log: logger.child({ component: 'calls' }),
     now,
     random: deps.random ?? Math.random,
@@ -195,6 +195,7 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
       await calls.close();
       await upstreamHealth.settled();
       await transport.close();
+      sharedState.close();
       if (redis) await redis.quit().catch(() => redis.disconnect());
     },
   };

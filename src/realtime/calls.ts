@@ -6,7 +6,7 @@ import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { OpenAIClient } from '../openai/client.js';
 import { UpstreamError, upstreamAppError } from '../openai/upstream-error.js';
 import { TOKEN_KINDS, type CallSpend } from './call-spend.js';
-import type { CallStore, MemoryCallStore, TrackedCall } from './calls-store.js';
+import type { CallStore, TrackedCall } from './calls-store.js';
 import type { SessionChoice } from './choices.js';
 import type { SecretMinter } from './minter.js';
 import type { Sideband, Sidebands } from './sideband.js';
@@ -32,9 +32,8 @@ export interface CallManagerOptions {
   /** Builds each call's persona and session, as for a client secret. */
   sessions: Pick<SecretMinter, 'sessionFor'>;
   breaker: CircuitBreaker;
-  /** The shared store (Redis), if any; `local` serves whenever it does not answer. */
-  shared: CallStore | undefined;
-  local: MemoryCallStore;
+  /** In-process, or Redis with this replica's own copy serving while it does not answer. */
+  store: CallStore;
   log: FastifyBaseLogger;
   now: () => number;
   random: () => number;
@@ -115,18 +114,11 @@ export class CallManager {
       endsAt: startedAt + config.maxCallSeconds * 1000,
       attempts: 0,
     };
-    let kept = store;
-    try {
-      await store.activate(slotId, call);
-    } catch (error) {
-      // Redis failed between reserve and activate: the deadline must still be kept, here.
-      log.warn({ err: error, call_id: call.callId }, 'calls: shared store failed, keeping the deadline in-process');
-      await this.options.local.activate(slotId, call);
-      kept = this.options.local;
-    }
+    // Redis failing between reserve and activate is the store's concern: it keeps the deadline here.
+    await store.activate(slotId, call);
     this.wake(call.endsAt);
     // Right after OpenAI answered: the sideband sees the call from its first response.
-    this.watchCall(call, kept, choice.model, instructions, session.max_output_tokens);
+    this.watchCall(call, store, choice.model, instructions, session.max_output_tokens);
     return { callId: call.callId, answerSdp: created.answerSdp, endsAt: call.endsAt, upstreamMs };
   }
 
@@ -152,10 +144,7 @@ export class CallManager {
   }
 
   async activeCount(): Promise<number> {
-    const local = await this.options.local.activeCount();
-    const shared = this.options.shared;
-    if (!shared?.available()) return local;
-    return local + (await shared.activeCount().catch(() => 0));
+    return this.options.store.activeCount();
   }
 
   /** Starts watching deadlines. */
@@ -165,7 +154,7 @@ export class CallManager {
 
   /**
    * Stops watching and waits for hangups in flight. Deadlines in Redis stay for the other replicas;
-   * in-process ones are lost (the calls then run to OpenAI's own 60-minute limit): logged, and
+   * ones only this process holds are lost (the calls then run to OpenAI's own 60-minute limit): logged, and
    * README says so. Hanging them up instead would cut every caller at each deploy.
    */
   async close(): Promise<void> {
@@ -175,28 +164,16 @@ export class CallManager {
     if (this.watched.size > 0) this.options.log.warn({ calls: this.watched.size }, 'calls: shutting down, closing the sidebands of calls still running');
     for (const watched of [...this.watched.values()]) this.unwatch(watched);
     await Promise.allSettled([...this.inFlight]);
-    const orphans = await this.options.local.activeCount();
+    const orphans = await this.options.store.localOnlyCount();
     if (orphans > 0) {
       this.options.log.warn({ calls: orphans }, 'calls: shutting down with in-process deadlines; these calls end at OpenAI’s own limit');
     }
   }
 
   private async reserve(clientKey: string, slotId: string, holdUntil: number): Promise<CallStore> {
-    const { shared, local, config, now, log } = this.options;
+    const { store, config, now } = this.options;
     const max = config.maxConcurrentCallsPerClient;
-    let store: CallStore = local;
-    let taken: boolean | undefined;
-    if (shared?.available()) {
-      try {
-        taken = await shared.reserve(clientKey, slotId, max, now(), holdUntil);
-        store = shared;
-      } catch (error) {
-        // Same rule as the rate limits: Redis down means counting in-process, never unlimited.
-        log.warn({ err: error }, 'calls: Redis failed, counting slots in-process');
-      }
-    }
-    taken ??= await local.reserve(clientKey, slotId, max, now(), holdUntil);
-    if (!taken) {
+    if (!(await store.reserve(clientKey, slotId, max, now(), holdUntil))) {
       throw new AppError(429, `Too many calls at once (${max} per client); end one first.`, {
         reason: 'concurrency',
         details: { limit: max },
@@ -206,26 +183,20 @@ export class CallManager {
   }
 
   private async find(callId: string): Promise<{ store: CallStore; call: TrackedCall } | undefined> {
-    const { shared, local } = this.options;
-    for (const store of shared?.available() ? [shared, local] : [local]) {
-      const call = await store.get(callId).catch(() => undefined);
-      if (call) return { store, call };
-    }
-    return undefined;
+    const { store } = this.options;
+    const call = await store.get(callId);
+    return call ? { store, call } : undefined;
   }
 
   private async claimDue(): Promise<{ store: CallStore; call: TrackedCall }[]> {
-    const { shared, local, now, log } = this.options;
-    const claimed: { store: CallStore; call: TrackedCall }[] = [];
-    for (const store of shared?.available() ? [shared, local] : [local]) {
-      const at = now();
-      try {
-        for (const call of await store.claimDue(at, at + this.leaseMs, CLAIM_BATCH)) claimed.push({ store, call });
-      } catch (error) {
-        log.warn({ err: error }, 'calls: could not read due calls from Redis');
-      }
+    const { store, now, log } = this.options;
+    const at = now();
+    try {
+      return (await store.claimDue(at, at + this.leaseMs, CLAIM_BATCH)).map((call) => ({ store, call }));
+    } catch (error) {
+      log.warn({ err: error }, 'calls: could not read due calls');
+      return [];
     }
-    return claimed;
   }
 
   /** Hangs the call up and forgets it; on failure it is due again later. Returns the failure, if any. */
@@ -446,11 +417,7 @@ export class CallManager {
   }
 
   private async nextDue(): Promise<number | undefined> {
-    const { shared, local } = this.options;
-    const dues = [await local.nextDue()];
-    if (shared?.available()) dues.push(await shared.nextDue().catch(() => undefined));
-    const known = dues.filter((due): due is number => due !== undefined);
-    return known.length > 0 ? Math.min(...known) : undefined;
+    return this.options.store.nextDue();
   }
 }
 

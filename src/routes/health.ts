@@ -26,6 +26,18 @@ const healthSchema = z.object({
     retry_after_ms: z.number().int(),
   }),
   rate_limit_store: z.enum(['memory', 'redis', 'fallback']),
+  redis: z
+    .object({
+      topology: z.enum(['single', 'cluster']),
+      mode: z.enum(['redis', 'fallback']).describe('redis while it answers; fallback: counting in-process, not shared'),
+      since: z.string().describe('ISO 8601: when mode last changed'),
+      lost_writes_possible: z
+        .boolean()
+        .describe('This replica holds state Redis lacks (in fallback, and after a return until it is put back); see docs/redis.md'),
+      note: z.string().optional().describe('What is degraded, in a sentence'),
+    })
+    .optional()
+    .describe('Present when Redis is configured (REDIS_URL or REDIS_CLUSTER_NODES).'),
   token_pool: z.object({ size: z.number().int(), capacity: z.number().int() }).optional(),
 }).describe('The process serves (liveness).');
 
@@ -42,7 +54,7 @@ export async function healthRoutes(
     version: string;
     upstreamHealth: UpstreamHealth;
     breaker: CircuitBreaker;
-    rateLimitStore: SharedState;
+    sharedState: SharedState;
     pool: SecretPool | undefined;
   },
 ) {
@@ -83,7 +95,8 @@ export async function healthRoutes(
           consecutive_failures: opts.breaker.consecutiveFailures,
           retry_after_ms: Math.round(opts.breaker.retryAfterMs),
         },
-        rate_limit_store: opts.rateLimitStore.mode,
+        rate_limit_store: opts.sharedState.mode,
+        redis: opts.sharedState.health(),
         token_pool: opts.pool ? { size: opts.pool.stats.size, capacity: opts.pool.stats.capacity } : undefined,
       };
     },

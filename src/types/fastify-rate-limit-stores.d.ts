@@ -7,11 +7,11 @@ declare module '@fastify/rate-limit/store/LocalStore.js' {
 
 declare module '@fastify/rate-limit/store/RedisStore.js' {
   import type { FastifyRateLimitStore } from '@fastify/rate-limit';
-  import type { Redis } from 'ioredis';
+  import type { Cluster, Redis } from 'ioredis';
   const RedisStore: new (
     continueExceeding: boolean,
     exponentialBackoff: boolean,
-    redis: Redis,
+    redis: Redis | Cluster,
     key?: string,
   ) => FastifyRateLimitStore;
   export default RedisStore;

@@ -3,34 +3,35 @@ import { FakeOpenAI, FAKE_API_KEY } from '../support/fake-openai.js';
 import { SITE_ORIGIN } from '../support/app.js';
 import { SDP_OFFER } from '../support/calls.js';
 import { requireCommand } from '../support/commands.js';
-import { RedisServer } from '../support/redis-server.js';
+import { REDIS_BACKENDS, type RedisBackend } from '../support/redis-backends.js';
 import { startServer, type ServerProcess } from '../support/server-process.js';
 import { waitUntil } from '../support/wait.js';
 
 requireCommand('redis-server', 'apt-get install redis-server');
+requireCommand('redis-cli', 'apt-get install redis-tools');
 
 /** Two `node dist/server.js` replicas on one Redis: one is killed with SIGKILL, the other ends its call on time. */
-describe('deadline hand-over between processes (real time)', () => {
-  let redis: RedisServer;
+describe.each(REDIS_BACKENDS)('deadline hand-over between processes, real time ($name)', (kind) => {
+  let redis: RedisBackend;
   let fake: FakeOpenAI;
   const servers: ServerProcess[] = [];
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
+    redis = await kind.start();
     fake = await FakeOpenAI.start();
   });
 
   afterAll(async () => {
     await Promise.all(servers.map((server) => server.stop()));
     await fake?.close();
-    await redis?.stop();
+    await redis?.close();
   });
 
   const env = () => ({
     OPENAI_API_KEY: FAKE_API_KEY,
     OPENAI_BASE_URL: fake.baseUrl,
     ALLOWED_ORIGINS: SITE_ORIGIN,
-    REDIS_URL: redis.url,
+    ...redis.env,
     MAX_CALL_SECONDS: '10',
     OPENAI_TIMEOUT_MS: '2000',
     LOG_LEVEL: 'info',

@@ -1,17 +1,16 @@
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FakeOpenAI } from '../support/fake-openai.js';
 import { buildTestApp, expectEnvelope, ManualClock, type TestApp } from '../support/app.js';
 import { callIdOf, endCall, postSdp } from '../support/calls.js';
 import { requireCommand } from '../support/commands.js';
-import { RedisServer } from '../support/redis-server.js';
+import { REDIS_BACKENDS, type RedisBackend } from '../support/redis-backends.js';
 import { waitUntil } from '../support/wait.js';
 
 requireCommand('redis-server', 'apt-get install redis-server');
+requireCommand('redis-cli', 'apt-get install redis-tools');
 
-describe('call deadlines and slots shared in Redis across replicas', () => {
-  let redis: RedisServer;
-  let admin: Redis;
+describe.each(REDIS_BACKENDS)('call deadlines and slots shared in Redis across replicas ($name)', (kind) => {
+  let redis: RedisBackend;
   let fake: FakeOpenAI;
   let clock: ManualClock;
   const apps: TestApp[] = [];
@@ -22,7 +21,7 @@ describe('call deadlines and slots shared in Redis across replicas', () => {
   /** Two replicas on one Redis, one fake OpenAI and one clock. */
   async function replicas(env: Record<string, string> = {}): Promise<[TestApp, TestApp]> {
     const build = () =>
-      buildTestApp(fake, { REDIS_URL: redis.url, MAX_CALL_SECONDS: '10', OPENAI_TIMEOUT_MS: '1000', ...env }, { now: clock.now, random: () => 0 });
+      buildTestApp(fake, { ...redis.env, MAX_CALL_SECONDS: '10', OPENAI_TIMEOUT_MS: '1000', ...env }, { now: clock.now, random: () => 0 });
     const a = await build();
     const b = await build();
     apps.push(a, b);
@@ -31,14 +30,13 @@ describe('call deadlines and slots shared in Redis across replicas', () => {
   }
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
-    admin = new Redis(redis.url);
+    redis = await kind.start();
   });
 
   beforeEach(async () => {
     fake = await FakeOpenAI.start();
     clock = new ManualClock();
-    await admin.flushall();
+    await redis.flush();
   });
 
   afterEach(async () => {
@@ -47,8 +45,7 @@ describe('call deadlines and slots shared in Redis across replicas', () => {
   });
 
   afterAll(async () => {
-    admin?.disconnect();
-    await redis?.stop();
+    await redis?.close();
   });
 
   it('a replica that is gone loses no deadline: the other hangs its call up', async () => {
@@ -63,7 +60,7 @@ describe('call deadlines and slots shared in Redis across replicas', () => {
     await waitUntil(() => b.logs.find('call ended').length === 1, 'the hand-over hangup');
     expect(fake.hangups).toEqual([expect.objectContaining({ callId: callIdOf(call), status: 200 })]);
     expect(b.logs.find('call ended')[0]).toMatchObject({ reason: 'deadline', client: 'ip:127.0.0.1' });
-    expect(await admin.zcard('parker-calls:deadlines')).toBe(0);
+    expect(await redis.admin.zcard('parker-calls:{calls}:deadlines')).toBe(0);
   });
 
   it('exactly once: both replicas racing for the same due calls hang each up one time', async () => {
@@ -87,7 +84,7 @@ describe('call deadlines and slots shared in Redis across replicas', () => {
     expect((await endCall(b.app, String(call.headers.location))).statusCode).toBe(204);
     expect(fake.hangups).toHaveLength(1);
     expect((await postSdp(b.app)).statusCode).toBe(201);
-    expect(await admin.zcard('parker-calls:client:ip:127.0.0.1')).toBe(1);
+    expect(await redis.admin.zcard('parker-calls:{calls}:client:ip:127.0.0.1')).toBe(1);
   });
 
   it('Redis down: calls go on with in-process slots (still limited, never a 500) and their deadlines kept here', async () => {
