@@ -9,7 +9,7 @@ import { validateCallCreateRequest, validateClientSecretRequest, validateServerE
 export type Behaviour =
   | { kind: 'ok'; delayMs?: number }
   | { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string>; delayMs?: number }
-  | { kind: 'raw'; status: number; body: string; contentType?: string }
+  | { kind: 'raw'; status: number; body: string; contentType?: string; headers?: Record<string, string> }
   /** Accepts the request and never answers. */
   | { kind: 'hang' }
   /** Sends 200 headers and the start of a body, then nothing more. */
@@ -591,7 +591,7 @@ export class FakeOpenAI {
         req.socket.destroy();
         return;
       case 'raw':
-        res.writeHead(behaviour.status, { 'content-type': behaviour.contentType ?? 'application/json' });
+        res.writeHead(behaviour.status, { 'content-type': behaviour.contentType ?? 'application/json', ...behaviour.headers });
         res.end(behaviour.body);
         return;
       case 'status':
