@@ -134,6 +134,7 @@ export class ServiceMetrics {
     pool: { readonly stats: SecretPoolStats; labelStats(): PoolLabelStats[] } | undefined;
     budget: () => readonly { window: string; limit: number; used: number }[];
     droppedLogLines: () => number;
+    droppedAuditLines: () => number;
   }): void {
     const registers = [this.registry];
     new Gauge({
@@ -169,6 +170,15 @@ export class ServiceMetrics {
       collect() {
         this.reset();
         this.inc(sources.droppedLogLines());
+      },
+    });
+    new Counter({
+      name: 'log_audit_lines_dropped_total',
+      help: 'Audit lines among them: only once the audit reserve (16 MiB past the 4 MiB buffer) is full too. Should stay 0.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.droppedAuditLines());
       },
     });
     new Gauge({
