@@ -12,6 +12,7 @@ import { draining } from './plugins/draining.js';
 import { rateLimiting } from './plugins/rate-limit.js';
 import { failoverStore, localStore } from './plugins/rate-limit-store.js';
 import { requestContext, requestIdFor } from './plugins/request-context.js';
+import { RefusalLog } from './refusal-log.js';
 import { security } from './plugins/security.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -100,10 +101,17 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     return parseJson(request, body as string, done);
   });
 
+  // A flood of refusals costs the log a line a second, not two lines a request.
+  const refusalLog = new RefusalLog({ log: logger });
+  app.addHook('onClose', async () => refusalLog.close());
   await app.register(errorHandling, {
     onRefusal: (request, error) => {
       metrics.refusals.inc({ reason: error.reason });
       services.usage.recordRefusal(error.reason);
+      if (!refusalLog.admit(error.reason)) {
+        request.quietRefusal = true;
+        return;
+      }
       request.log[error.statusCode >= 500 ? 'warn' : 'info'](
         {
           refusal: error.reason,

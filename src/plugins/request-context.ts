@@ -26,7 +26,10 @@ export const requestContext = fp(
       if (app.draining) reply.header('connection', 'close');
       done(null, payload);
     });
+    app.decorateRequest('quietRefusal', false);
     app.addHook('onResponse', (request, reply, done) => {
+      // Counted in the refusal summary line instead.
+      if (request.quietRefusal) return done();
       const quiet = request.routeOptions.config?.quietAccessLog === true && reply.statusCode < 400;
       request.log[quiet ? 'debug' : 'info'](
         {
@@ -45,6 +48,10 @@ export const requestContext = fp(
 );
 
 declare module 'fastify' {
+  interface FastifyRequest {
+    /** A refusal past the per-second quota of refusal lines: no refusal line, no access line. */
+    quietRefusal: boolean;
+  }
   interface FastifyContextConfig {
     /** Successful answers of this route are logged at debug (health probes, scrapes). */
     quietAccessLog?: boolean;
