@@ -1,6 +1,6 @@
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { FastifyBaseLogger } from 'fastify';
-import { scrubSecrets } from '../redact.js';
+import { upstreamErrorFields, upstreamLogFields, type UpstreamErrorFields } from './upstream-answer.js';
 import { UpstreamError, type UpstreamFailureKind } from './upstream-error.js';
 
 export interface TransportOptions {
@@ -30,10 +30,12 @@ export interface AttemptFailure {
   retryable: boolean;
   /** False only when the request certainly never reached OpenAI (connection refused, connect timeout). */
   sent: boolean;
+  /** The service's own words: never OpenAI's text (that is in `upstream`, reduced). */
   message: string;
   status?: number;
   retryAfterMs?: number;
-  openaiRequestId?: string;
+  /** What of OpenAI's error answer may be logged (identifiers, plain words, a checked request id). */
+  upstream?: UpstreamErrorFields;
 }
 
 class AttemptError extends Error {
@@ -63,22 +65,6 @@ export function retryAfterMs(
   if (raw.trim() !== '' && Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
   const date = Date.parse(raw);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
-function openaiErrorText(body: string): string {
-  try {
-    const parsed = JSON.parse(body) as { error?: { message?: unknown; code?: unknown; type?: unknown } | string };
-    const e = parsed.error;
-    if (typeof e === 'string') return e;
-    if (e && typeof e === 'object') {
-      return [e.type, e.code, e.message].filter((part) => typeof part === 'string').join(': ');
-    }
-    // Re-serialized, so \u escapes are decoded and the scrubber sees the text as it reads.
-    return JSON.stringify(parsed);
-  } catch {
-    // not JSON: log a short slice of the raw text below
-  }
-  return body;
 }
 
 const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
@@ -274,8 +260,7 @@ export class UpstreamTransport {
             upstream_attempt: attempt + 1,
             upstream_status: last.status,
             upstream_kind: last.kind,
-            openai_request_id: last.openaiRequestId,
-            openai_error: scrubSecrets(last.message),
+            ...(last.upstream ? upstreamLogFields(last.upstream) : {}),
           },
           'OpenAI call failed',
         );
@@ -288,11 +273,11 @@ export class UpstreamTransport {
 
   private failure(last: AttemptFailure, attempts: number, retryAfterSeconds?: number): UpstreamError {
     const fromHeader = last.retryAfterMs !== undefined ? Math.max(1, Math.ceil(last.retryAfterMs / 1000)) : undefined;
-    return new UpstreamError(last.kind, scrubSecrets(last.message), {
+    return new UpstreamError(last.kind, last.message, {
       status: last.status,
       attempts,
       retryAfterSeconds: retryAfterSeconds ?? fromHeader,
-      openaiRequestId: last.openaiRequestId,
+      openaiRequestId: last.upstream?.requestId,
     });
   }
 
@@ -325,16 +310,17 @@ export class UpstreamTransport {
       if ((status >= 200 && status < 300) || request.acceptStatus?.includes(status)) {
         return { status, headers: response.headers, text };
       }
-      const openaiRequestId = header(response.headers, 'x-request-id');
       const retryable = RETRYABLE_STATUS.has(status) || status >= 500;
+      // Never OpenAI's text as is: it may echo the key in any encoding (issue 16).
+      const upstream = upstreamErrorFields(text, response.headers);
       throw new AttemptError({
         kind: retryable ? 'overloaded' : 'refused',
         retryable,
         sent: true,
         status,
-        message: `HTTP ${status}: ${openaiErrorText(text)}`,
+        message: `OpenAI answered ${status}${upstream.code ? ` (${upstream.code})` : ''}`,
         retryAfterMs: retryAfterMs(response.headers, Date.now()),
-        openaiRequestId,
+        upstream,
       });
     } catch (error) {
       if (error instanceof AttemptError) throw error;

@@ -1,4 +1,4 @@
-import { plainWords, safeIdentifier } from './sanitize.js';
+import { plainWords, safeIdentifier } from '../redact.js';
 
 /**
  * What of OpenAI's error answer may be logged. OpenAI (or anything between us and it) can echo

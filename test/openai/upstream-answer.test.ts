@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { openaiRequestId, upstreamErrorFields } from '../../src/openai/upstream-answer.js';
-import { PLACEHOLDER, plainWords, safeIdentifier } from '../../src/openai/sanitize.js';
+import { PLACEHOLDER, plainWords, safeIdentifier } from '../../src/redact.js';
 import { secretRuns } from '../support/leak-scan.js';
 
 const KEY = `sk-proj-${randomBytes(60).toString('base64url').slice(0, 74)}T3BlbkFJ${randomBytes(60).toString('base64url').slice(0, 74)}`;
