@@ -6,7 +6,7 @@ import { LogCapture } from './support/app.js';
 function setup(perSecond = 3) {
   let now = 0;
   const logs = new LogCapture();
-  const log = createLogger({ logLevel: 'info', logFormat: 'json' }, logs);
+  const log = createLogger({ logLevel: 'info' }, logs);
   const refusals = new RefusalLog({ log, perSecond, now: () => now });
   return { refusals, logs, advance: (ms: number) => (now += ms) };
 }
