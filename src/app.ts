@@ -2,7 +2,7 @@ import underPressure from '@fastify/under-pressure';
 import Fastify, { LogController, type FastifyInstance, type onResponseHookHandler } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
-import { AppError, clientErrorHandler, errorHandling, expectationFailed } from './errors.js';
+import { AppError, clientErrorHandler, errorHandling, expectationFailed, frameworkErrors, type ErrorHandlingOptions } from './errors.js';
 import { BODY_LIMIT_BYTES, MAX_HEADER_BYTES, MAX_LOGGED_CHARS } from './limits.js';
 import { adminRoutes } from './plugins/admin.js';
 import { callerAuth } from './plugins/caller-auth.js';
@@ -13,7 +13,7 @@ import { rateLimiting } from './plugins/rate-limit.js';
 import { failoverStore, localStore } from './plugins/rate-limit-store.js';
 import { requestContext, requestIdFor } from './plugins/request-context.js';
 import { RefusalLog } from './refusal-log.js';
-import { security } from './plugins/security.js';
+import { helmetHeaders, security } from './plugins/security.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { rootRoutes } from './routes/root.js';
@@ -39,20 +39,23 @@ declare module 'fastify' {
 /** The /metrics listener of METRICS_PORT: that route only, every other path 404 in the envelope. */
 async function buildMetricsServer(config: Config, services: Services): Promise<FastifyInstance> {
   const { logger, metrics } = services;
+  const errorOptions: ErrorHandlingOptions = {
+    headers: helmetHeaders(),
+    onRefusal: (request, error) => {
+      metrics.refusals.inc({ reason: error.reason });
+      request.log.info({ refusal: error.reason, status: error.statusCode, listener: 'metrics' }, 'request refused');
+    },
+  };
   const server = Fastify({
     loggerInstance: logger.child({ listener: 'metrics' }),
     genReqId: requestIdFor,
     requestIdHeader: false,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     return503OnClosing: false,
-    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    http: { maxHeaderSize: MAX_HEADER_BYTES, requireHostHeader: false },
+    frameworkErrors: frameworkErrors(errorOptions),
   });
-  await server.register(errorHandling, {
-    onRefusal: (request, error) => {
-      metrics.refusals.inc({ reason: error.reason });
-      request.log.info({ refusal: error.reason, status: error.statusCode, listener: 'metrics' }, 'request refused');
-    },
-  });
+  await server.register(errorHandling, errorOptions);
   await server.register(requestContext);
   await server.register(draining);
   await server.register(metricsRoutes, { metrics, token: config.metricsToken });
@@ -64,47 +67,11 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   const services = await createServices(config, deps);
   const { logger, metrics, client, breaker, pool, upstreamHealth, sharedState, calls, redis } = services;
 
-  const app = Fastify({
-    loggerInstance: logger,
-    genReqId: requestIdFor,
-    requestIdHeader: false,
-    // One access line per response comes from the request-context plugin instead.
-    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
-    bodyLimit: BODY_LIMIT_BYTES,
-    // Longer than a proxy's idle timeout, so the proxy, not us, closes idle keep-alive sockets.
-    keepAliveTimeout: 65_000,
-    // A mint can take up to the client's deadline; nothing else should take longer.
-    requestTimeout: client.deadlineMs + 5_000,
-    // The draining plugin answers late requests in the one envelope instead of Fastify's own 503.
-    return503OnClosing: false,
-    http: { maxHeaderSize: MAX_HEADER_BYTES },
-    clientErrorHandler: clientErrorHandler((status, code) => {
-      metrics.refusals.inc({ reason: 'bad_request' });
-      logger.debug({ status, client_error: code }, 'client error');
-    }),
-  });
-  app.server.on('checkExpectation', expectationFailed);
-  // Before any route: a /v1 route outside the guarded scope refuses to boot.
-  app.addHook('onRoute', refuseUnguardedV1);
-
-  // zod validates what comes in. What goes out is built field by field by handlers whose return
-  // types TypeScript checks against the same zod schemas (which also drive the docs), so the
-  // response is serialized as is instead of walked by zod again on every request.
-  app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
-
-  // JSON only (anything else is a 415); an empty body means "all defaults".
-  const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if ((body as string).trim() === '') return done(null, undefined);
-    return parseJson(request, body as string, done);
-  });
-
   // A flood of refusals costs the log a line a second, not two lines a request.
   const refusalLog = new RefusalLog({ log: logger });
-  app.addHook('onClose', async () => refusalLog.close());
-  await app.register(errorHandling, {
+  const errorOptions: ErrorHandlingOptions = {
+    // Security headers on every error, whichever hook (or the router) refused the request.
+    headers: helmetHeaders(),
     onRefusal: (request, error) => {
       metrics.refusals.inc({ reason: error.reason });
       services.usage.recordRefusal(error.reason);
@@ -124,7 +91,49 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
         'request refused',
       );
     },
+  };
+
+  const app = Fastify({
+    loggerInstance: logger,
+    genReqId: requestIdFor,
+    requestIdHeader: false,
+    // One access line per response comes from the request-context plugin instead.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    bodyLimit: BODY_LIMIT_BYTES,
+    // Longer than a proxy's idle timeout, so the proxy, not us, closes idle keep-alive sockets.
+    keepAliveTimeout: 65_000,
+    // A mint can take up to the client's deadline; nothing else should take longer.
+    requestTimeout: client.deadlineMs + 5_000,
+    // The draining plugin answers late requests in the one envelope instead of Fastify's own 503.
+    return503OnClosing: false,
+    // A request without Host gets the envelope (request-context refuses it), not Node's bare 400.
+    http: { maxHeaderSize: MAX_HEADER_BYTES, requireHostHeader: false },
+    frameworkErrors: frameworkErrors(errorOptions),
+    clientErrorHandler: clientErrorHandler((status, code) => {
+      metrics.refusals.inc({ reason: 'bad_request' });
+      logger.debug({ status, client_error: code }, 'client error');
+    }),
   });
+  app.server.on('checkExpectation', expectationFailed);
+  app.addHook('onClose', async () => refusalLog.close());
+  // Before any route: a /v1 route outside the guarded scope refuses to boot.
+  app.addHook('onRoute', refuseUnguardedV1);
+
+  // zod validates what comes in. What goes out is built field by field by handlers whose return
+  // types TypeScript checks against the same zod schemas (which also drive the docs), so the
+  // response is serialized as is instead of walked by zod again on every request.
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+
+  // JSON only (anything else is a 415); an empty body means "all defaults".
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if ((body as string).trim() === '') return done(null, undefined);
+    return parseJson(request, body as string, done);
+  });
+
+  await app.register(errorHandling, errorOptions);
   await app.register(requestContext);
   await app.register(draining);
   await app.register(clientAddressing, { config, log: logger });
