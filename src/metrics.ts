@@ -42,7 +42,8 @@ export class ServiceMetrics {
     name: 'realtime_calls_ended_total',
     help:
       'Relayed calls ended, by reason: delete (DELETE by the client), deadline (MAX_CALL_SECONDS), spend (the client’s spend cap), ' +
-      'budget (the global spend cap), sideband (no sideband while a cap is on), error (hangup given up).',
+      'budget (the global spend cap), sideband (no sideband while a cap is on), error (hangup given up), ' +
+      'orphan (OpenAI created it after the service answered 504).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
