@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { DestinationStream } from 'pino';
 
@@ -22,6 +23,33 @@ const AUDIT_KEY = '"audit":"';
 
 export function isAuditLine(line: string): boolean {
   return line.includes(AUDIT_KEY);
+}
+
+/** What each stdout destination still holds when the process exits: written if the OS takes it at once. */
+const atExit = new Set<() => void>();
+let exitHookInstalled = false;
+
+function writeAtExit(flushers: Set<() => void>): void {
+  for (const flush of flushers) flush();
+}
+
+/**
+ * The lines of the last turn (a fatal line just before process.exit(), close-with-grace's timeout
+ * line) written synchronously at exit, but only what the OS takes without waiting: stdout on a
+ * pipe is non-blocking (libuv), so a full pipe answers EAGAIN and the rest is given up.
+ */
+function writeWithoutWaiting(fd: number, text: string): void {
+  let rest = Buffer.from(text);
+  while (rest.length > 0) {
+    let written: number;
+    try {
+      written = writeSync(fd, rest);
+    } catch {
+      return;
+    }
+    if (written <= 0) return;
+    rest = rest.subarray(written);
+  }
 }
 
 export interface BoundedDestinationOptions {
@@ -66,6 +94,20 @@ export function boundedStdout(options: BoundedDestinationOptions = {}): BoundedD
   };
 
   const pending = () => stream.writableLength + batchBytes;
+
+  if (stream === process.stdout) {
+    atExit.add(() => {
+      if (broken || batch.length === 0) return;
+      const text = batch.join('');
+      batch = [];
+      batchBytes = 0;
+      writeWithoutWaiting(process.stdout.fd, text);
+    });
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      process.once('exit', () => writeAtExit(atExit));
+    }
+  }
 
   return {
     write(line: string) {
