@@ -2,7 +2,7 @@ import underPressure from '@fastify/under-pressure';
 import Fastify, { LogController, type FastifyInstance, type onResponseHookHandler } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
-import { AppError, clientErrorHandler, errorHandling, expectationFailed } from './errors.js';
+import { AppError, clientErrorHandler, errorHandling, expectationFailed, frameworkErrors, type ErrorHandlingOptions } from './errors.js';
 import { BODY_LIMIT_BYTES, MAX_HEADER_BYTES, MAX_LOGGED_CHARS } from './limits.js';
 import { adminRoutes } from './plugins/admin.js';
 import { callerAuth } from './plugins/caller-auth.js';
@@ -12,7 +12,8 @@ import { draining } from './plugins/draining.js';
 import { rateLimiting } from './plugins/rate-limit.js';
 import { failoverStore, localStore } from './plugins/rate-limit-store.js';
 import { requestContext, requestIdFor } from './plugins/request-context.js';
-import { security } from './plugins/security.js';
+import { RefusalLog } from './refusal-log.js';
+import { helmetHeaders, security } from './plugins/security.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { rootRoutes } from './routes/root.js';
@@ -38,20 +39,23 @@ declare module 'fastify' {
 /** The /metrics listener of METRICS_PORT: that route only, every other path 404 in the envelope. */
 async function buildMetricsServer(config: Config, services: Services): Promise<FastifyInstance> {
   const { logger, metrics } = services;
+  const errorOptions: ErrorHandlingOptions = {
+    headers: helmetHeaders(),
+    onRefusal: (request, error) => {
+      metrics.refusals.inc({ reason: error.reason });
+      request.log.info({ refusal: error.reason, status: error.statusCode, listener: 'metrics' }, 'request refused');
+    },
+  };
   const server = Fastify({
     loggerInstance: logger.child({ listener: 'metrics' }),
     genReqId: requestIdFor,
     requestIdHeader: false,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     return503OnClosing: false,
-    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    http: { maxHeaderSize: MAX_HEADER_BYTES, requireHostHeader: false },
+    frameworkErrors: frameworkErrors(errorOptions),
   });
-  await server.register(errorHandling, {
-    onRefusal: (request, error) => {
-      metrics.refusals.inc({ reason: error.reason });
-      request.log.info({ refusal: error.reason, status: error.statusCode, listener: 'metrics' }, 'request refused');
-    },
-  });
+  await server.register(errorHandling, errorOptions);
   await server.register(requestContext);
   await server.register(draining);
   await server.register(metricsRoutes, { metrics, token: config.metricsToken });
@@ -62,6 +66,32 @@ async function buildMetricsServer(config: Config, services: Services): Promise<F
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
   const services = await createServices(config, deps);
   const { logger, metrics, client, breaker, pool, upstreamHealth, sharedState, calls, redis } = services;
+
+  // A flood of refusals costs the log a line a second, not two lines a request.
+  const refusalLog = new RefusalLog({ log: logger });
+  const errorOptions: ErrorHandlingOptions = {
+    // Security headers on every error, whichever hook (or the router) refused the request.
+    headers: helmetHeaders(),
+    onRefusal: (request, error) => {
+      metrics.refusals.inc({ reason: error.reason });
+      services.usage.recordRefusal(error.reason);
+      if (!refusalLog.admit(error.reason)) {
+        request.quietRefusal = true;
+        return;
+      }
+      request.log[error.statusCode >= 500 ? 'warn' : 'info'](
+        {
+          refusal: error.reason,
+          status: error.statusCode,
+          origin: request.headers.origin?.slice(0, MAX_LOGGED_CHARS),
+          client_ip: request.clientIp,
+          user: request.userId,
+          ...error.logContext,
+        },
+        'request refused',
+      );
+    },
+  };
 
   const app = Fastify({
     loggerInstance: logger,
@@ -76,13 +106,16 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     requestTimeout: client.deadlineMs + 5_000,
     // The draining plugin answers late requests in the one envelope instead of Fastify's own 503.
     return503OnClosing: false,
-    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    // A request without Host gets the envelope (request-context refuses it), not Node's bare 400.
+    http: { maxHeaderSize: MAX_HEADER_BYTES, requireHostHeader: false },
+    frameworkErrors: frameworkErrors(errorOptions),
     clientErrorHandler: clientErrorHandler((status, code) => {
       metrics.refusals.inc({ reason: 'bad_request' });
       logger.debug({ status, client_error: code }, 'client error');
     }),
   });
   app.server.on('checkExpectation', expectationFailed);
+  app.addHook('onClose', async () => refusalLog.close());
   // Before any route: a /v1 route outside the guarded scope refuses to boot.
   app.addHook('onRoute', refuseUnguardedV1);
 
@@ -100,23 +133,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     return parseJson(request, body as string, done);
   });
 
-  await app.register(errorHandling, {
-    onRefusal: (request, error) => {
-      metrics.refusals.inc({ reason: error.reason });
-      services.usage.recordRefusal(error.reason);
-      request.log[error.statusCode >= 500 ? 'warn' : 'info'](
-        {
-          refusal: error.reason,
-          status: error.statusCode,
-          origin: request.headers.origin?.slice(0, MAX_LOGGED_CHARS),
-          client_ip: request.clientIp,
-          user: request.userId,
-          ...error.logContext,
-        },
-        'request refused',
-      );
-    },
-  });
+  await app.register(errorHandling, errorOptions);
   await app.register(requestContext);
   await app.register(draining);
   await app.register(clientAddressing, { config, log: logger });

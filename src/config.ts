@@ -423,6 +423,11 @@ const envSchema = z
         message: 'set REDIS_URL (one server) or REDIS_CLUSTER_NODES (a cluster), not both',
       });
     }
+    // A JWKS may sign for many tenants (Firebase's signs every project's tokens): without the
+    // issuer, users of anyone's project would get in.
+    if (env.AUTH_JWKS_URL && !env.AUTH_ISSUER) {
+      ctx.addIssue({ code: 'custom', path: ['AUTH_ISSUER'], message: 'is required with AUTH_JWKS_URL (the iss your provider puts in its tokens)' });
+    }
     if (Array.isArray(env.ALLOWED_MODELS) && !env.ALLOWED_MODELS.includes(env.REALTIME_MODEL)) {
       ctx.addIssue({ code: 'custom', path: ['REALTIME_MODEL'], message: 'must be one of ALLOWED_MODELS' });
     }

@@ -110,8 +110,11 @@ function fieldProblems(validation: readonly unknown[]): FieldProblem[] {
   return fields;
 }
 
-/** Turns anything thrown by any layer into an AppError whose message is safe to send. */
-function toAppError(error: FastifyError | AppError | Error): AppError {
+/**
+ * Turns anything thrown by any layer into an AppError whose message is safe to send.
+ * `bodyLimit`: the route's (the calls route takes more than the JSON routes).
+ */
+function toAppError(error: FastifyError | AppError | Error, bodyLimit = BODY_LIMIT_BYTES): AppError {
   if (error instanceof AppError) return error;
   if (hasZodFastifySchemaValidationErrors(error)) {
     return new AppError(422, 'The request body does not match the schema.', {
@@ -124,7 +127,7 @@ function toAppError(error: FastifyError | AppError | Error): AppError {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new AppError(400, 'The request body is not valid JSON.', { reason: 'bad_request' });
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new AppError(413, `The request body is larger than ${kib(BODY_LIMIT_BYTES)}.`, { reason: 'bad_request' });
+      return new AppError(413, `The request body is larger than ${kib(bodyLimit)}.`, { reason: 'bad_request' });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new AppError(415, 'The request body must be application/json.', { reason: 'bad_request' });
     default:
@@ -144,7 +147,13 @@ export interface RefusalObserver {
   (request: FastifyRequest, error: AppError): void;
 }
 
-function sendError(request: FastifyRequest, reply: FastifyReply, error: AppError): FastifyReply {
+/** Headers every error answer carries, whichever hook refused it (helmet's, from app.ts). */
+export type ErrorHeaders = Record<string, string>;
+
+function sendError(request: FastifyRequest, reply: FastifyReply, error: AppError, headers: ErrorHeaders): FastifyReply {
+  reply.headers(headers);
+  // Set here too: a framework error never ran the onRequest hook that sets it.
+  reply.header('x-request-id', request.id);
   for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
   if (error.retryAfter !== undefined) reply.header('retry-after', String(error.retryAfter));
   return reply
@@ -159,9 +168,14 @@ function sendError(request: FastifyRequest, reply: FastifyReply, error: AppError
     );
 }
 
+export interface ErrorHandlingOptions {
+  onRefusal: RefusalObserver;
+  headers: ErrorHeaders;
+}
+
 /** The one error handler and the not-found handler: every failure leaves in the same envelope. */
 export const errorHandling = fp(
-  async function errorHandling(app: FastifyInstance, opts: { onRefusal: RefusalObserver }) {
+  async function errorHandling(app: FastifyInstance, opts: ErrorHandlingOptions) {
     // url -> methods, to tell a missing route (404) from a wrong method (405).
     const methodsByUrl = new Map<string, Set<string>>();
     app.addHook('onRoute', (route) => {
@@ -172,12 +186,12 @@ export const errorHandling = fp(
     });
 
     app.setErrorHandler((rawError: FastifyError | AppError, request, reply) => {
-      const error = toAppError(rawError);
+      const error = toAppError(rawError, request.routeOptions.bodyLimit);
       if (error.statusCode >= 500 && error.reason === 'internal') {
         request.log.error({ err: rawError }, 'unhandled error');
       }
       opts.onRefusal(request, error);
-      return sendError(request, reply, error);
+      return sendError(request, reply, error, opts.headers);
     });
 
     app.setNotFoundHandler((request, reply) => {
@@ -190,11 +204,31 @@ export const errorHandling = fp(
           })
         : new AppError(404, `No route ${request.method} ${path}.`, { reason: 'not_found' });
       opts.onRefusal(request, error);
-      return sendError(request, reply, error);
+      return sendError(request, reply, error, opts.headers);
     });
   },
   { name: 'error-handling' },
 );
+
+/**
+ * Fastify's `frameworkErrors`: what its router refuses before any hook or route runs (a malformed
+ * %-escape in the path, a path parameter past the router's length limit) leaves in the envelope
+ * too, with the request id and the security headers, and without echoing the path.
+ */
+export function frameworkErrors(opts: ErrorHandlingOptions) {
+  return function handleFrameworkError(rawError: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+    let error: AppError;
+    if (rawError.code === 'FST_ERR_BAD_URL') {
+      error = new AppError(400, 'The request path is not valid (a malformed %-escape).', { reason: 'bad_request' });
+    } else if (rawError.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+      error = new AppError(414, 'A path segment of the request is too long.', { reason: 'bad_request' });
+    } else {
+      error = toAppError(rawError);
+    }
+    opts.onRefusal(request, error);
+    void sendError(request, reply, error, opts.headers);
+  };
+}
 
 // What Node's HTTP parser refuses before Fastify sees a request, and what the client should hear.
 const CLIENT_ERRORS: Record<string, [number, string]> = {

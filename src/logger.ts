@@ -25,27 +25,6 @@ const REDACTED_PATHS = [
   'body.client_secret',
 ];
 
-/** What stdout may hold in memory when it is slower than the log lines come; past it lines are dropped. */
-const LOG_BUFFER_BYTES = 4 * 1024 * 1024;
-
-/** A log destination that drops lines (and counts them) rather than buffer without bound. */
-export interface BoundedDestination extends DestinationStream {
-  readonly droppedLines: number;
-}
-
-/**
- * Asynchronous stdout (lines batched instead of one write(2) each; pino flushes at exit), bounded:
- * a flood of log lines against a slow reader of stdout costs at most LOG_BUFFER_BYTES of memory.
- */
-export function boundedStdout(maxBytes = LOG_BUFFER_BYTES): BoundedDestination {
-  const stream = pino.destination({ dest: 1, sync: false, maxLength: maxBytes });
-  let dropped = 0;
-  stream.on('drop', () => {
-    dropped += 1;
-  });
-  return Object.defineProperty(stream, 'droppedLines', { get: () => dropped }) as unknown as BoundedDestination;
-}
-
 export function createLogger(
   config: Pick<Config, 'logLevel'> & { openaiApiKey?: string; authJwtSecret?: string; adminToken?: string; metricsToken?: string },
   destination?: DestinationStream,

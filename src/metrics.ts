@@ -42,7 +42,8 @@ export class ServiceMetrics {
     name: 'realtime_calls_ended_total',
     help:
       'Relayed calls ended, by reason: delete (DELETE by the client), deadline (MAX_CALL_SECONDS), spend (the client’s spend cap), ' +
-      'budget (the global spend cap), sideband (no sideband while a cap is on), error (hangup given up).',
+      'budget (the global spend cap), sideband (no sideband while a cap is on), error (hangup given up), ' +
+      'orphan (OpenAI created it after the service answered 504).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
@@ -134,6 +135,7 @@ export class ServiceMetrics {
     pool: { readonly stats: SecretPoolStats; labelStats(): PoolLabelStats[] } | undefined;
     budget: () => readonly { window: string; limit: number; used: number }[];
     droppedLogLines: () => number;
+    droppedAuditLines: () => number;
   }): void {
     const registers = [this.registry];
     new Gauge({
@@ -169,6 +171,15 @@ export class ServiceMetrics {
       collect() {
         this.reset();
         this.inc(sources.droppedLogLines());
+      },
+    });
+    new Counter({
+      name: 'log_audit_lines_dropped_total',
+      help: 'Audit lines among them: only once the audit reserve (16 MiB past the 4 MiB buffer) is full too. Should stay 0.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.droppedAuditLines());
       },
     });
     new Gauge({

@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import { ProcessUsage } from './admin/process-usage.js';
 import { bootSummary, bootWarnings } from './boot-summary.js';
 import type { Config } from './config.js';
-import { boundedStdout, createLogger, type BoundedDestination } from './logger.js';
+import { boundedStdout, type BoundedDestination } from './log-destination.js';
+import { createLogger } from './logger.js';
 import { ServiceMetrics } from './metrics.js';
 import { CircuitBreaker } from './openai/circuit-breaker.js';
 import { OpenAIClient } from './openai/client.js';
@@ -19,6 +20,9 @@ import { SecretPool } from './realtime/secret-pool.js';
 import { SIDEBAND_OPEN_TIMEOUT_MS, Sidebands } from './realtime/sideband.js';
 import { createRedis, SharedState, type RedisClient } from './redis.js';
 import { MintBudget } from './usage/mint-budget.js';
+
+/** How long the exit waits for stdout to take the last log lines. */
+const LOG_FLUSH_AT_EXIT_MS = 1_000;
 
 /** What a test (or the server) may swap: no module is monkey-patched. */
 export interface AppDeps {
@@ -159,6 +163,7 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
     pool,
     budget: () => budget.windows,
     droppedLogLines: () => logDestination?.droppedLines ?? 0,
+    droppedAuditLines: () => logDestination?.droppedAuditLines ?? 0,
   });
 
   return {
@@ -197,6 +202,8 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
       await transport.close();
       sharedState.close();
       if (redis) await redis.quit().catch(() => redis.disconnect());
+      // The last lines out, if stdout takes them soon; a stuck stdout must not hold the exit.
+      await logDestination?.flush(LOG_FLUSH_AT_EXIT_MS);
     },
   };
 }

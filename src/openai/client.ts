@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { header, type AttemptFailure, type CallContext, type UpstreamTransport } from './transport.js';
+import { header, type AttemptFailure, type CallContext, type UpstreamAnswer, type UpstreamTransport } from './transport.js';
 import { UpstreamError } from './upstream-error.js';
 
 export interface MintedSecret {
@@ -65,21 +65,29 @@ export class OpenAIClient {
     return parseMintAnswer(answer.text);
   }
 
-  /** POST /realtime/calls: OpenAI answers the browser's SDP offer and names the call (Location). */
-  async createCall(sdp: string, session: object, ctx: CallContext): Promise<CreatedCall> {
+  /**
+   * POST /realtime/calls: OpenAI answers the browser's SDP offer and names the call (Location).
+   * `onLateCall`: a call OpenAI created after the attempt timed out (the caller already got a 504),
+   * for the caller to hang up; listened for up to LATE_ANSWER_MS.
+   */
+  async createCall(sdp: string, session: object, ctx: CallContext, onLateCall?: (call: CreatedCall) => void): Promise<CreatedCall> {
     const { body, contentType } = multipartBody([
       { name: 'sdp', contentType: 'application/sdp', value: sdp },
       { name: 'session', contentType: 'application/json', value: JSON.stringify(session) },
     ]);
+    const onLateAnswer = onLateCall
+      ? (answer: UpstreamAnswer) => {
+          const call = createdCall(answer);
+          if (call) onLateCall(call);
+        }
+      : undefined;
     const answer = await this.transport.request(
-      { operation: 'calls', path: '/realtime/calls', body, contentType, mayRetry: retryWithoutDuplicates },
+      { operation: 'calls', path: '/realtime/calls', body, contentType, mayRetry: retryWithoutDuplicates, onLateAnswer },
       ctx,
     );
-    const callId = header(answer.headers, 'location')?.split('/').pop();
-    if (!callId || !SDP_ANSWER.test(answer.text)) {
-      throw new UpstreamError('unusable', 'OpenAI answered 2xx without a Location or an SDP answer', { attempts: 1 });
-    }
-    return { callId, answerSdp: answer.text };
+    const call = createdCall(answer);
+    if (!call) throw new UpstreamError('unusable', 'OpenAI answered 2xx without a Location or an SDP answer', { attempts: 1 });
+    return call;
   }
 
   /** POST /realtime/calls/{id}/hangup, retried (it is idempotent). 'already_over': OpenAI knows no such live call. */
@@ -114,6 +122,12 @@ export class OpenAIClient {
     // OpenAI is up and says no to this key (bad, revoked, or without the Realtime permission).
     return status === 401 || status === 403 ? 'unauthorized' : 'unreachable';
   }
+}
+
+/** A 2xx of POST /realtime/calls: the call id from Location and the SDP answer, or undefined. */
+function createdCall(answer: UpstreamAnswer): CreatedCall | undefined {
+  const callId = header(answer.headers, 'location')?.split('/').pop();
+  return callId && SDP_ANSWER.test(answer.text) ? { callId, answerSdp: answer.text } : undefined;
 }
 
 /** OpenAI's 200 must carry a secret, its expiry and a session id, or it is of no use. */

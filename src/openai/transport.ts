@@ -1,6 +1,6 @@
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { FastifyBaseLogger } from 'fastify';
-import { scrubSecrets } from '../redact.js';
+import { upstreamErrorFields, upstreamLogFields, type UpstreamErrorFields } from './upstream-answer.js';
 import { UpstreamError, type UpstreamFailureKind } from './upstream-error.js';
 
 export interface TransportOptions {
@@ -24,16 +24,20 @@ const RETRYABLE_STATUS = new Set([408, 409, 429]);
 const MAX_BODY_BYTES = 1 << 20;
 // Below the undici pool's keepAliveTimeout (30 s), so an idle connection is reused, not dropped.
 const KEEP_WARM_MS = 20_000;
+/** How long a timed-out request that creates something is still listened to (see onLateAnswer). */
+export const LATE_ANSWER_MS = 60_000;
 
 export interface AttemptFailure {
   kind: UpstreamFailureKind;
   retryable: boolean;
   /** False only when the request certainly never reached OpenAI (connection refused, connect timeout). */
   sent: boolean;
+  /** The service's own words: never OpenAI's text (that is in `upstream`, reduced). */
   message: string;
   status?: number;
   retryAfterMs?: number;
-  openaiRequestId?: string;
+  /** What of OpenAI's error answer may be logged (identifiers, plain words, a checked request id). */
+  upstream?: UpstreamErrorFields;
 }
 
 class AttemptError extends Error {
@@ -63,22 +67,6 @@ export function retryAfterMs(
   if (raw.trim() !== '' && Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
   const date = Date.parse(raw);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
-function openaiErrorText(body: string): string {
-  try {
-    const parsed = JSON.parse(body) as { error?: { message?: unknown; code?: unknown; type?: unknown } | string };
-    const e = parsed.error;
-    if (typeof e === 'string') return e;
-    if (e && typeof e === 'object') {
-      return [e.type, e.code, e.message].filter((part) => typeof part === 'string').join(': ');
-    }
-    // Re-serialized, so \u escapes are decoded and the scrubber sees the text as it reads.
-    return JSON.stringify(parsed);
-  } catch {
-    // not JSON: log a short slice of the raw text below
-  }
-  return body;
 }
 
 const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
@@ -115,6 +103,12 @@ export interface UpstreamRequest {
   acceptStatus?: readonly number[];
   /** Whether a failed attempt may be made again; default: whenever the failure is transient. */
   mayRetry?: (failure: AttemptFailure) => boolean;
+  /**
+   * Set for a request that creates something (a call): when an attempt times out, the request is
+   * not cut but left to finish for up to LATE_ANSWER_MS, and a 2xx that comes then is handed here
+   * (the caller undoes what OpenAI created after we stopped waiting).
+   */
+  onLateAnswer?: (answer: UpstreamAnswer) => void;
 }
 
 export interface UpstreamAnswer {
@@ -274,8 +268,7 @@ export class UpstreamTransport {
             upstream_attempt: attempt + 1,
             upstream_status: last.status,
             upstream_kind: last.kind,
-            openai_request_id: last.openaiRequestId,
-            openai_error: scrubSecrets(last.message),
+            ...(last.upstream ? upstreamLogFields(last.upstream) : {}),
           },
           'OpenAI call failed',
         );
@@ -288,11 +281,11 @@ export class UpstreamTransport {
 
   private failure(last: AttemptFailure, attempts: number, retryAfterSeconds?: number): UpstreamError {
     const fromHeader = last.retryAfterMs !== undefined ? Math.max(1, Math.ceil(last.retryAfterMs / 1000)) : undefined;
-    return new UpstreamError(last.kind, scrubSecrets(last.message), {
+    return new UpstreamError(last.kind, last.message, {
       status: last.status,
       attempts,
       retryAfterSeconds: retryAfterSeconds ?? fromHeader,
-      openaiRequestId: last.openaiRequestId,
+      openaiRequestId: last.upstream?.requestId,
     });
   }
 
@@ -302,42 +295,38 @@ export class UpstreamTransport {
     const controller = new AbortController();
     if (this.drained) controller.abort();
     this.inFlight.add(controller);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, timeoutMs);
     const observe = (outcome: string) =>
       this.options.onAttempt?.(request.operation, outcome, (performance.now() - started) / 1000);
+    const listensLate = request.onLateAnswer !== undefined;
+    let timedOut = false;
+    let onTimeout: () => void = () => controller.abort();
+    const timer = setTimeout(() => {
+      timedOut = true;
+      onTimeout();
+    }, timeoutMs);
+    const exchange = this.exchange(request, controller.signal, listensLate ? timeoutMs + LATE_ANSWER_MS : undefined);
+    // A request that creates something is not cut at the timeout: the attempt fails then, the
+    // request goes on (bounded) and a late 2xx goes to onLateAnswer.
+    const cutOff = listensLate
+      ? new Promise<never>((_resolve, reject) => {
+          onTimeout = () => reject(new AttemptError(classifyNetworkError(undefined, true)));
+        })
+      : undefined;
+    let detached = false;
     try {
-      const response = await this.pool.request({
-        method: 'POST',
-        path: `${this.pathPrefix}${request.path}`,
-        headers: request.contentType
-          ? { authorization: this.authorization, 'content-type': request.contentType }
-          : { authorization: this.authorization },
-        body: request.body,
-        signal: controller.signal,
-      });
-      const text = await readCapped(response.body, header(response.headers, 'content-length'));
-      const status = response.statusCode;
-      observe(String(status));
-      if ((status >= 200 && status < 300) || request.acceptStatus?.includes(status)) {
-        return { status, headers: response.headers, text };
-      }
-      const openaiRequestId = header(response.headers, 'x-request-id');
-      const retryable = RETRYABLE_STATUS.has(status) || status >= 500;
-      throw new AttemptError({
-        kind: retryable ? 'overloaded' : 'refused',
-        retryable,
-        sent: true,
-        status,
-        message: `HTTP ${status}: ${openaiErrorText(text)}`,
-        retryAfterMs: retryAfterMs(response.headers, Date.now()),
-        openaiRequestId,
-      });
+      const answer = await (cutOff ? Promise.race([exchange, cutOff]) : exchange);
+      observe(String(answer.status));
+      if ((answer.status >= 200 && answer.status < 300) || request.acceptStatus?.includes(answer.status)) return answer;
+      throw new AttemptError(this.refusal(answer));
     } catch (error) {
-      if (error instanceof AttemptError) throw error;
+      if (timedOut && cutOff) {
+        detached = true;
+        this.listenLate(request, exchange, controller);
+      }
+      if (error instanceof AttemptError) {
+        if (timedOut) observe(error.failure.kind);
+        throw error;
+      }
       const failure: AttemptFailure = this.drained
         ? { kind: 'unreachable', retryable: false, sent: true, message: 'aborted: the service is shutting down' }
         : classifyNetworkError(error, timedOut);
@@ -345,8 +334,55 @@ export class UpstreamTransport {
       throw new AttemptError(failure);
     } finally {
       clearTimeout(timer);
-      this.inFlight.delete(controller);
+      if (!detached) this.inFlight.delete(controller);
     }
   }
-}
 
+  /** One HTTP exchange: the status, headers and (capped) body, or a network error. */
+  private async exchange(request: UpstreamRequest, signal: AbortSignal, timeoutMs: number | undefined): Promise<UpstreamAnswer> {
+    const response = await this.pool.request({
+      method: 'POST',
+      path: `${this.pathPrefix}${request.path}`,
+      headers: request.contentType
+        ? { authorization: this.authorization, 'content-type': request.contentType }
+        : { authorization: this.authorization },
+      body: request.body,
+      signal,
+      // A request listened to past its timeout outlives the pool's own header and body timeouts.
+      ...(timeoutMs !== undefined ? { headersTimeout: timeoutMs, bodyTimeout: timeoutMs } : {}),
+    });
+    const text = await readCapped(response.body, header(response.headers, 'content-length'));
+    return { status: response.statusCode, headers: response.headers, text };
+  }
+
+  /** A non-2xx answer as an attempt failure: never OpenAI's text as is (it may echo the key, issue 16). */
+  private refusal(answer: UpstreamAnswer): AttemptFailure {
+    const { status } = answer;
+    const retryable = RETRYABLE_STATUS.has(status) || status >= 500;
+    const upstream = upstreamErrorFields(answer.text, answer.headers);
+    return {
+      kind: retryable ? 'overloaded' : 'refused',
+      retryable,
+      sent: true,
+      status,
+      message: `OpenAI answered ${status}${upstream.code ? ` (${upstream.code})` : ''}`,
+      retryAfterMs: retryAfterMs(answer.headers, Date.now()),
+      upstream,
+    };
+  }
+
+  /** After the timeout: waits up to LATE_ANSWER_MS more for the answer, and hands a 2xx over. */
+  private listenLate(request: UpstreamRequest, exchange: Promise<UpstreamAnswer>, controller: AbortController): void {
+    const giveUp = setTimeout(() => controller.abort(), LATE_ANSWER_MS);
+    giveUp.unref();
+    exchange
+      .then((answer) => {
+        if (answer.status >= 200 && answer.status < 300) request.onLateAnswer?.(answer);
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        clearTimeout(giveUp);
+        this.inFlight.delete(controller);
+      });
+  }
+}

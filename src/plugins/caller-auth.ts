@@ -1,8 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
+import { boundedJwksFetch } from '../jwks-fetch.js';
 import { MAX_LOGGED_CHARS } from '../limits.js';
 
 declare module 'fastify' {
@@ -27,10 +28,25 @@ const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;
 
 /** Verified tokens remembered at once (oldest forgotten first). */
 const VERIFIED_TOKENS_KEPT = 10_000;
+const CLOCK_TOLERANCE_SECONDS = 30;
+/**
+ * The longest lifetime a token may claim (exp after iat, or after now without iat). Sign-in
+ * providers issue tokens for minutes to an hour; one for 50 years is a leaked signing key's work.
+ */
+export const MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600;
 
 export interface JwtVerifierOptions {
   /** Between two JWKS fetches for an unknown `kid` (jose's cooldown); tests shorten it. */
   jwksCooldownMs?: number;
+  /** The wait after a failed JWKS fetch (doubling after each further one); tests shorten it. */
+  jwksFailureBackoffMs?: number;
+}
+
+/** Why a verified token's claimed lifetime is refused, or undefined when it is sane. */
+function lifetimeProblem(iat: number | undefined, exp: number | undefined, nowSeconds: number): string | undefined {
+  if (iat !== undefined && iat > nowSeconds + CLOCK_TOLERANCE_SECONDS) return 'iat_in_future';
+  if (exp !== undefined && exp - Math.min(iat ?? nowSeconds, nowSeconds) > MAX_TOKEN_LIFETIME_SECONDS) return 'lifetime_too_long';
+  return undefined;
 }
 
 /** Verifies `Authorization: Bearer <JWT>` against AUTH_JWKS_URL or AUTH_JWT_SECRET; resolves to `sub`. */
@@ -42,6 +58,8 @@ function jwtVerifier(config: Pick<Config, 'authJwksUrl' | 'authJwtSecret' | 'aut
       timeoutDuration: 3_000,
       cooldownDuration: options.jwksCooldownMs ?? 30_000,
       cacheMaxAge: 10 * 60_000,
+      // Body capped, and a backoff after failures (jose's cooldown only follows a success).
+      [customFetch]: boundedJwksFetch({ failureBackoffMs: options.jwksFailureBackoffMs }),
     });
     algorithms = JWKS_ALGORITHMS;
   } else if (config.authJwtSecret) {
@@ -52,7 +70,7 @@ function jwtVerifier(config: Pick<Config, 'authJwksUrl' | 'authJwtSecret' | 'aut
   }
   const verifyOptions = {
     algorithms,
-    clockTolerance: 30,
+    clockTolerance: CLOCK_TOLERANCE_SECONDS,
     // A token without an expiry would open sessions forever.
     requiredClaims: ['exp'],
     issuer: config.authIssuer,
@@ -70,10 +88,11 @@ function jwtVerifier(config: Pick<Config, 'authJwksUrl' | 'authJwtSecret' | 'aut
     if (known) verified.delete(token);
     let sub: unknown;
     let exp: number | undefined;
+    let iat: number | undefined;
     try {
       // Both overloads of jwtVerify take the same options; TypeScript cannot pick one for a union key.
       ({
-        payload: { sub, exp },
+        payload: { sub, exp, iat },
       } = await (typeof key === 'function' ? jwtVerify(token, key, verifyOptions) : jwtVerify(token, key, verifyOptions)));
     } catch (error) {
       // The token's fault: a JOSE error naming it. Ours: the JWKS did not come (timeout, network,
@@ -88,6 +107,8 @@ function jwtVerifier(config: Pick<Config, 'authJwksUrl' | 'authJwtSecret' | 'aut
       throw unauthorized('The bearer token is invalid or expired.', { auth_failure: error.code });
     }
     if (typeof sub !== 'string' || sub === '') throw unauthorized('The bearer token has no subject (sub).', { auth_failure: 'no_sub' });
+    const problem = lifetimeProblem(iat, exp, Math.floor(Date.now() / 1000));
+    if (problem) throw unauthorized('The bearer token claims a lifetime no sign-in provider issues.', { auth_failure: problem });
     const user = sub.slice(0, MAX_LOGGED_CHARS);
     if (verified.size >= VERIFIED_TOKENS_KEPT) verified.delete(verified.keys().next().value as string);
     verified.set(token, { sub: user, until: Math.min((exp ?? 0) * 1000, Date.now() + 60_000) });
@@ -105,6 +126,9 @@ export const callerAuth = fp(
     opts: { config: Pick<Config, 'authJwksUrl' | 'authJwtSecret' | 'authIssuer' | 'authAudience'>; jwt?: JwtVerifierOptions },
   ) {
     const verify = jwtVerifier(opts.config, opts.jwt);
+    if (opts.config.authJwksUrl && opts.config.authAudience.length === 0) {
+      app.log.warn('AUTH_JWKS_URL without AUTH_AUDIENCE: any token of this issuer is accepted, whatever app it was issued for; set AUTH_AUDIENCE');
+    }
     app.decorate('authenticate', async function authenticate(request: FastifyRequest) {
       if (!verify) return;
       const sub = await verify(request.headers.authorization);

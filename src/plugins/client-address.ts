@@ -22,9 +22,24 @@ declare module 'fastify' {
 const IPV4_WITH_PORT = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/;
 const BRACKETED_IPV6 = /^\[([^\]]+)\](?::\d{1,5})?$/;
 
+// IPv6 forms that carry an IPv4 client in their last 32 bits, in the canonical text normalizeIP
+// gives: IPv4-compatible (::a.b.c.d, deprecated but still sent) and NAT64's well-known prefix
+// (64:ff9b::/96). Keyed by their /56 instead, every IPv4 client behind them would share one quota.
+const IPV4_COMPATIBLE = /^::([0-9a-f]{1,4}):([0-9a-f]{1,4})$/;
+const NAT64 = /^64:ff9b::(?:([0-9a-f]{1,4}):)?([0-9a-f]{1,4})$/;
+
+function embeddedIPv4(canonical: string): string | undefined {
+  const match = IPV4_COMPATIBLE.exec(canonical) ?? NAT64.exec(canonical);
+  if (!match) return undefined;
+  const high = parseInt(match[1] ?? '0', 16);
+  const low = parseInt(match[2] as string, 16);
+  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
+}
+
 /**
  * One X-Forwarded-For entry (or a socket address) as a canonical IP address, or undefined when it
- * is not one: ports and brackets removed, a zone id dropped, `::ffff:a.b.c.d` mapped to IPv4.
+ * is not one: ports and brackets removed, a zone id dropped, `::ffff:a.b.c.d`, `::a.b.c.d` and
+ * `64:ff9b::a.b.c.d` mapped to IPv4.
  */
 export function parseAddress(entry: string): string | undefined {
   let text = entry.trim();
@@ -36,7 +51,8 @@ export function parseAddress(entry: string): string | undefined {
   if (zone > 0 && text.includes(':')) text = text.slice(0, zone);
   if (isIP(text) === 0) return undefined;
   // 128: no masking, only normalization (lower case, compressed, IPv4-mapped to IPv4).
-  return normalizeIP(text, 128);
+  const canonical = normalizeIP(text, 128);
+  return embeddedIPv4(canonical) ?? canonical;
 }
 
 /** The rate-limit key of an address: IPv4 as is, IPv6 by its /prefix network (one home gets a whole prefix). */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { AppError } from '../errors.js';
 
 const WELL_FORMED_REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -17,6 +18,10 @@ export const requestContext = fp(
     // Callback-style hooks: they run on every request and need no promise.
     app.addHook('onRequest', (request, reply, done) => {
       reply.header('x-request-id', request.id);
+      // RFC 9112: an HTTP/1.1 request without Host is a 400 (Node's own is a bare one, turned off in app.ts).
+      if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+        return done(new AppError(400, 'The request has no Host header (HTTP/1.1 requires one).', { reason: 'bad_request' }));
+      }
       done();
     });
     // While closing (the draining plugin's flag), answers in flight end their keep-alive connection,
@@ -26,7 +31,10 @@ export const requestContext = fp(
       if (app.draining) reply.header('connection', 'close');
       done(null, payload);
     });
+    app.decorateRequest('quietRefusal', false);
     app.addHook('onResponse', (request, reply, done) => {
+      // Counted in the refusal summary line instead.
+      if (request.quietRefusal) return done();
       const quiet = request.routeOptions.config?.quietAccessLog === true && reply.statusCode < 400;
       request.log[quiet ? 'debug' : 'info'](
         {
@@ -45,6 +53,10 @@ export const requestContext = fp(
 );
 
 declare module 'fastify' {
+  interface FastifyRequest {
+    /** A refusal past the per-second quota of refusal lines: no refusal line, no access line. */
+    quietRefusal: boolean;
+  }
   interface FastifyContextConfig {
     /** Successful answers of this route are logged at debug (health probes, scrapes). */
     quietAccessLog?: boolean;

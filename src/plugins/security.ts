@@ -40,7 +40,7 @@ export function originCheck(config: Pick<Config, 'allowedOrigins' | 'allowMissin
  * helmet's headers, worked out once. They do not depend on the request, and @fastify/helmet builds
  * the helmet middleware (CSP parsing included) again on every request: a few % of a mint's CPU.
  */
-function helmetHeaders(): Record<string, string> {
+export function helmetHeaders(): Record<string, string> {
   const headers: Record<string, string> = {};
   const response = {
     setHeader: (name: string, value: string | number) => (headers[name.toLowerCase()] = String(value)),

@@ -14,9 +14,9 @@ import type { Sideband, Sidebands } from './sideband.js';
 /**
  * Why a call ended: delete (DELETE by its client), deadline (MAX_CALL_SECONDS), spend (its client's
  * spend cap), budget (the global spend cap), sideband (no sideband while a cap is on), error (a
- * hangup given up).
+ * hangup given up), orphan (OpenAI created it after the service stopped waiting: the client got 504).
  */
-export type CallEndReason = 'delete' | 'deadline' | 'spend' | 'budget' | 'sideband' | 'error';
+export type CallEndReason = 'delete' | 'deadline' | 'spend' | 'budget' | 'sideband' | 'error' | 'orphan';
 
 export interface StartedCall {
   callId: string;
@@ -65,6 +65,7 @@ const CLAIM_BATCH = 50;
 const OPENAI_SESSION_CAP_MS = 3_600_000;
 const HANGUP_RETRY_BASE_MS = 2_000;
 const HANGUP_RETRY_CAP_MS = 60_000;
+const CONCURRENCY_RETRY_AFTER_SECONDS = 5;
 
 const isTransient = (error: unknown) => error instanceof UpstreamError && error.isTransient;
 
@@ -99,7 +100,7 @@ export class CallManager {
     const started = performance.now();
     let created;
     try {
-      created = await breaker.run(() => client.createCall(sdp, session, { log }), isTransient);
+      created = await breaker.run(() => client.createCall(sdp, session, { log }, (late) => this.hangUpOrphan(late.callId, clientKey, log)), isTransient);
     } catch (error) {
       await store.release(clientKey, slotId).catch(() => undefined);
       if (error instanceof UpstreamError) throw upstreamAppError(error);
@@ -170,12 +171,36 @@ export class CallManager {
     }
   }
 
+  /**
+   * A call OpenAI created after the attempt timed out: its client got a 504 and holds no slot for
+   * it, so it is hung up at once (the hangup's own retries) rather than left to run to OpenAI's
+   * 60-minute limit.
+   */
+  private hangUpOrphan(callId: string, clientKey: string, log: FastifyBaseLogger): void {
+    const { client, now, onEnded, onHangupFailure } = this.options;
+    const call: TrackedCall = { callId, clientKey, startedAt: now(), endsAt: now(), attempts: 0 };
+    void this.track(
+      client.hangup(callId, { log }).then(
+        (outcome) => {
+          this.ended(call, 'orphan', log, outcome);
+          onEnded('orphan');
+        },
+        (error: unknown) => {
+          onHangupFailure();
+          log.error({ call_id: callId, upstream_kind: error instanceof UpstreamError ? error.kind : 'internal' }, 'calls: a call OpenAI created late could not be hung up; it ends at OpenAI’s own limit');
+        },
+      ),
+    );
+  }
+
   private async reserve(clientKey: string, slotId: string, holdUntil: number): Promise<CallStore> {
     const { store, config, now } = this.options;
     const max = config.maxConcurrentCallsPerClient;
     if (!(await store.reserve(clientKey, slotId, max, now(), holdUntil))) {
       throw new AppError(429, `Too many calls at once (${max} per client); end one first.`, {
         reason: 'concurrency',
+        // A slot frees when one of the client's calls ends, which the service cannot foresee: a poll.
+        retryAfter: CONCURRENCY_RETRY_AFTER_SECONDS,
         details: { limit: max },
       });
     }

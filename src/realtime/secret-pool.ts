@@ -83,6 +83,8 @@ const DRAIN_HEADROOM = 2;
 // With no drain to follow yet (boot, a re-allocation), refill at no less than this.
 const MIN_REFILL_PER_SECOND = 2;
 const REALLOCATE_MS = 100;
+// A warm labelled configuration keeps its label until a newcomer is asked for this many times more.
+const LABEL_HANDOVER_RATIO = 4;
 
 /**
  * Warm client secrets for the session configurations clients actually ask for (never free-text
@@ -216,16 +218,37 @@ export class SecretPool<C = unknown> {
     return this.allocate();
   }
 
-  /** A configuration gets its own label once asked for enough to be warm, while labels last; never reused. */
+  /**
+   * A configuration gets its own label once asked for enough to be warm. When the labels are all
+   * taken, the coldest labelled one hands its label over if it has gone cold or the newcomer is far
+   * more asked for; its counts go to `other`, so every sum over the metric still only grows.
+   */
   private countersFor(key: string): Counters {
     const labelled = this.labels.get(key);
     if (labelled) return labelled;
-    if (this.labels.size < this.tuning.labelLimit && this.demand.weightOf(key) >= this.tuning.minWeight) {
-      const counters = { hits: 0, misses: 0, wasted: 0 };
-      this.labels.set(key, counters);
-      return counters;
+    const weight = this.demand.weightOf(key);
+    if (weight < this.tuning.minWeight) return this.other;
+    if (this.labels.size >= this.tuning.labelLimit && !this.releaseColdestLabel(weight)) return this.other;
+    const counters = { hits: 0, misses: 0, wasted: 0 };
+    this.labels.set(key, counters);
+    return counters;
+  }
+
+  private releaseColdestLabel(newcomerWeight: number): boolean {
+    let coldest: { key: string; weight: number } | undefined;
+    for (const key of this.labels.keys()) {
+      const weight = this.demand.weightOf(key);
+      if (!coldest || weight < coldest.weight) coldest = { key, weight };
     }
-    return this.other;
+    // Hysteresis (cold, or a quarter of the newcomer): two configurations of similar demand do not
+    // trade the label back and forth on every request.
+    if (!coldest || (coldest.weight >= this.tuning.minWeight && coldest.weight * LABEL_HANDOVER_RATIO > newcomerWeight)) return false;
+    const counters = this.labels.get(coldest.key) as Counters;
+    this.other.hits += counters.hits;
+    this.other.misses += counters.misses;
+    this.other.wasted += counters.wasted;
+    this.labels.delete(coldest.key);
+    return true;
   }
 
   private allocate(): Map<string, number> {

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { WebSocket } from 'undici';
+import { safeIdentifier } from '../redact.js';
 
 /** What the service set on a call and the session lock keeps: the persona and the answer length. */
 export interface LockedSession {
@@ -291,10 +292,10 @@ export class Sideband {
       case 'session.updated':
         return this.sessionSeen(event.session);
       case 'error': {
-        // OpenAI's own message may quote what was sent (instructions): type and code only.
+        // OpenAI's own message may quote what was sent (instructions): type and code only, and
+        // those only as identifiers (an echoed key is no identifier, issue 16).
         const error = isRecord(event.error) ? event.error : {};
-        const field = (value: unknown) => (typeof value === 'string' ? value.slice(0, 100) : undefined);
-        return this.problem('error event', { error_type: field(error.type), error_code: field(error.code) });
+        return this.problem('error event', { error_type: safeIdentifier(error.type), error_code: safeIdentifier(error.code) });
       }
       default:
         return undefined;

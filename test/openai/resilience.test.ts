@@ -179,7 +179,7 @@ describe('circuit breaker', () => {
     expect(openai.fake.mintRequests).toHaveLength(3);
   });
 
-  it('logs OpenAI’s message with its request id, scrubbed of key fragments, and never returns it', async () => {
+  it('logs OpenAI’s status, code and request id, its message reduced to plain words, and never returns it', async () => {
     const t = await app();
     openai.fake.script({
       kind: 'status',
@@ -190,8 +190,13 @@ describe('circuit breaker', () => {
     expectEnvelope(response, 502);
     expect(response.body).not.toContain('Incorrect API key');
     const failure = t.logs.find('OpenAI call failed')[0];
-    expect(failure).toMatchObject({ upstream_status: 401, openai_request_id: expect.stringMatching(/^req_fake/) as unknown });
-    expect(String(failure?.openai_error)).toContain('Incorrect API key provided: [redacted]');
+    expect(failure).toMatchObject({
+      upstream_status: 401,
+      openai_request_id: expect.stringMatching(/^req_[0-9a-f]{32}$/) as unknown,
+      openai_type: 'invalid_request_error',
+      openai_code: 'invalid_api_key',
+      openai_message: 'Incorrect API key provided: [cut]',
+    });
   });
 });
 

@@ -22,6 +22,17 @@ describe('parseAddress: an X-Forwarded-For entry as a canonical address, or no c
     ['[2001:db8::1]:8080', '2001:db8::1'],
     ['fe80::1%eth0', 'fe80::1'],
     ['[1.2.3.4]:80', '1.2.3.4'],
+    // Issue 16: IPv6 forms that carry an IPv4 client are that client.
+    ['::203.0.113.7', '203.0.113.7'],
+    ['::cb00:7107', '203.0.113.7'],
+    ['64:ff9b::203.0.113.7', '203.0.113.7'],
+    ['[64:FF9B::cb00:7107]:443', '203.0.113.7'],
+    ['64:ff9b::0.0.113.7', '0.0.113.7'],
+    // Not in those forms: the loopback, the unspecified address, NAT64's local-use /48, a wider ::/64.
+    ['::1', '::1'],
+    ['::', '::'],
+    ['64:ff9b:1::203.0.113.7', '64:ff9b:1::cb00:7107'],
+    ['::1:0:cb00:7107', '::1:0:cb00:7107'],
   ])('%s -> %s', (entry, expected) => {
     expect(parseAddress(entry)).toBe(expected);
   });

@@ -119,8 +119,11 @@ describe('a flood of refused requests against a slow stdout', () => {
     expect(refusals).toBeGreaterThan(CONNECTIONS);
     expect(probes.length).toBeGreaterThan(10);
     expect(probes.every((status) => status === 200)).toBe(true);
-    // Stdout was read far slower than the lines came: the drop path, not an unbounded buffer, ran.
-    expect(dropped).toBeGreaterThan(0);
+    // Refusals past 20 a second are counted, not logged (issue 16): the log grows by a few dozen
+    // lines a second however fast the flood comes, so a slow stdout keeps up and drops nothing.
+    // (Dropping past the bound is unit-tested in test/log-destination.test.ts.)
+    expect(proc.stdoutStats.lines).toBeLessThan((FLOOD_MS / 1000 + 5) * 50);
+    expect(dropped).toBe(0);
     expect(rssMb).toBeLessThan(RSS_BOUND_MB);
     expect(proc.stdoutStats.lines).toBeGreaterThan(0);
     // A refusal line carries at most 200 characters of the Origin, never the 7 KB.

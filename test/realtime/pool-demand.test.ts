@@ -165,7 +165,7 @@ describe('SecretPool allocation (not started: no mint is ever called)', () => {
     expect(pool.stats).toMatchObject({ hits: 0, misses: 1 });
   });
 
-  it('keeps metric labels bounded: the first warm configurations, the rest as other', () => {
+  it('keeps metric labels bounded: at most labelLimit warm configurations, the rest as other', () => {
     const clock = manualClock();
     const pool = poolWith(clock);
     for (const key of ['a', 'b', 'c', 'd', 'e']) {
@@ -173,8 +173,40 @@ describe('SecretPool allocation (not started: no mint is ever called)', () => {
     }
     for (let i = 0; i < 50; i++) pool.take(`tail-${i}`, 'tail');
     const rows = pool.labelStats();
-    expect(rows.map((row) => row.configuration)).toEqual(['a', 'b', 'other']);
+    // Two labels (a, forgotten by the demand model once it tracked four others, handed its own to e).
+    expect(rows.map((row) => row.configuration)).toEqual(['b', 'e', 'other']);
     expect(rows.reduce((sum, row) => sum + row.misses, 0)).toBe(75);
+  });
+
+  // Issue 16: the first warm configurations kept their labels forever, however cold they went.
+  it('hands the labels on to what is popular now: a cold configuration’s label goes to a warm newcomer, its counts to other', () => {
+    const clock = manualClock();
+    const pool = poolWith(clock);
+    for (const key of ['a', 'b']) {
+      for (let i = 0; i < 5; i++) pool.take(key, key);
+    }
+    expect(pool.labelStats().map((row) => row.configuration)).toEqual(['a', 'b', 'other']);
+    // Six half-lives: a and b are cold; c and d are what clients ask for now.
+    clock.advance(30 * MINUTE);
+    for (const key of ['c', 'd']) {
+      for (let i = 0; i < 5; i++) pool.take(key, key);
+    }
+    const rows = pool.labelStats();
+    expect(rows.map((row) => row.configuration).sort()).toEqual(['c', 'd', 'other']);
+    // Every request is still counted once: sums over the metric never go down.
+    expect(rows.reduce((sum, row) => sum + row.misses, 0)).toBe(20);
+    expect(rows.find((row) => row.configuration === 'other')?.misses).toBe(10 + 2);
+  });
+
+  it('keeps a label while its configuration stays popular', () => {
+    const clock = manualClock();
+    const pool = poolWith(clock);
+    for (const key of ['a', 'b']) {
+      for (let i = 0; i < 20; i++) pool.take(key, key);
+    }
+    clock.advance(MINUTE);
+    for (let i = 0; i < 5; i++) pool.take('c', 'c');
+    expect(pool.labelStats().map((row) => row.configuration)).toEqual(['a', 'b', 'other']);
   });
 });
 

@@ -181,6 +181,22 @@ describe('a call’s sideband, against the fake OpenAI', () => {
     expect(t.sideband.open).toBe(true);
   });
 
+  // Issue 16: an error event's type and code were logged as is (100 characters), so an echoed key survived.
+  it('an error event logs its type and code only as identifiers: an echoed key in them is dropped', async () => {
+    const t = await watched();
+    await waitUntil(() => t.sideband.open, 'the sideband open');
+    const secret = 'Zq3xY7wV2uT9sR4pO1nM6lK8jH5gF0dS3aQ_T3BlbkFJ';
+    fake.pushRaw(t.callId, JSON.stringify({ type: 'error', event_id: 'e1', error: { type: `sk-proj-${secret}`, code: Buffer.from(secret).toString('hex') } }));
+    await waitUntil(() => t.logs.find('sideband problem').length === 1, 'the error event logged');
+    expect(t.logs.raw).not.toContain(secret.slice(0, 12));
+    expect(t.logs.raw).not.toContain(Buffer.from(secret).toString('hex').slice(0, 24));
+    const t2 = await watched();
+    await waitUntil(() => t2.sideband.open, 'the second sideband open');
+    fake.pushRaw(t2.callId, JSON.stringify({ type: 'error', event_id: 'e2', error: { type: 'invalid_request_error', code: 'invalid_value' } }));
+    await waitUntil(() => t2.logs.find('sideband problem').length === 1, 'the second error event logged');
+    expect(t2.logs.find('sideband problem')[0]).toMatchObject({ error_type: 'invalid_request_error', error_code: 'invalid_value' });
+  });
+
   it('session lock: a session.updated with other instructions or max_output_tokens is answered with a restoring session.update', async () => {
     const t = await watched();
     await waitUntil(() => t.sideband.open, 'the sideband open');

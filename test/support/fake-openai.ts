@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -9,7 +10,7 @@ import { validateCallCreateRequest, validateClientSecretRequest, validateServerE
 export type Behaviour =
   | { kind: 'ok'; delayMs?: number }
   | { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string>; delayMs?: number }
-  | { kind: 'raw'; status: number; body: string; contentType?: string }
+  | { kind: 'raw'; status: number; body: string; contentType?: string; headers?: Record<string, string> }
   /** Accepts the request and never answers. */
   | { kind: 'hang' }
   /** Sends 200 headers and the start of a body, then nothing more. */
@@ -111,6 +112,9 @@ export const CANNED_SDP_ANSWER = [
 ].join('\r\n');
 
 export const FAKE_API_KEY = 'sk-test-fake-0123456789abcdefghij';
+
+/** An id in OpenAI's shape (req_ + 32 hex digits): the service logs no other. */
+const openaiRequestId = () => `req_${randomBytes(16).toString('hex')}`;
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -447,7 +451,7 @@ export class FakeOpenAI {
     const answer = await this.answerSdp(body.sdp as string);
     const current = { ...(body.session as Record<string, unknown>), object: 'realtime.session', id: `sess_${callId}`, expires_at: Math.floor(Date.now() / 1000) + 3600 };
     this.calls.set(callId, { callId, sdp: body.sdp as string, session: body.session, current, createdAt: Date.now() });
-    res.writeHead(201, { 'content-type': 'application/sdp', location: `/v1/realtime/calls/${callId}`, 'x-request-id': `req_fake_${this.requests.length}` });
+    res.writeHead(201, { 'content-type': 'application/sdp', location: `/v1/realtime/calls/${callId}`, 'x-request-id': openaiRequestId() });
     res.end(answer);
   }
 
@@ -479,7 +483,7 @@ export class FakeOpenAI {
     if (call) call.hungUpAt = Date.now();
     // OpenAI ends the session: its sidebands close.
     for (const socket of this.sidebands.get(callId) ?? []) socket.close(1000, 'call ended');
-    res.writeHead(200, { 'x-request-id': `req_fake_${this.requests.length}` });
+    res.writeHead(200, { 'x-request-id': openaiRequestId() });
     res.end();
   }
 
@@ -591,7 +595,7 @@ export class FakeOpenAI {
         req.socket.destroy();
         return;
       case 'raw':
-        res.writeHead(behaviour.status, { 'content-type': behaviour.contentType ?? 'application/json' });
+        res.writeHead(behaviour.status, { 'content-type': behaviour.contentType ?? 'application/json', ...behaviour.headers });
         res.end(behaviour.body);
         return;
       case 'status':
@@ -601,7 +605,7 @@ export class FakeOpenAI {
   }
 
   private json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-    res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': `req_fake_${this.requests.length}`, ...headers });
+    res.writeHead(status, { 'content-type': 'application/json', 'x-request-id': openaiRequestId(), ...headers });
     res.end(JSON.stringify(body));
   }
 }

@@ -15,6 +15,8 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** The one kill-the-server step of every afterEach: SIGKILL unless it already exited, then wait. */
   stop(): Promise<void>;
+  /** With slowStdout or unreadStdout: from now on read stdout as fast as it comes (and keep its lines). */
+  readStdoutFully: () => void;
 }
 
 export function builtServerPath(root = REPO_ROOT): string {
@@ -30,7 +32,9 @@ export interface StartOptions {
    * Once the server listens, read its stdout slowly (bytesPerTick every intervalMs) and keep no
    * lines, as a slow log shipper would: the pipe fills and the server's log destination must cope.
    */
-  slowStdout?: { bytesPerTick: number; intervalMs: number };
+  slowStdout?: { bytesPerTick: number; intervalMs: number; keepLines?: boolean };
+  /** Once the server listens, never read its stdout again: the pipe fills and stays full. */
+  unreadStdout?: boolean;
 }
 
 /** Runs `node dist/server.js` as the container would, on a free port; resolves once it listens. */
@@ -74,12 +78,15 @@ export async function startServer(
   child.stdout.setEncoding('utf8');
   child.stdout.on('data', onText);
   const listeningUrl = await url;
-  if (options.slowStdout) {
-    const { bytesPerTick, intervalMs } = options.slowStdout;
-    keepLines = false;
+  let timer: NodeJS.Timeout | undefined;
+  if (options.slowStdout || options.unreadStdout) {
     child.stdout.off('data', onText);
     child.stdout.pause();
-    const timer = setInterval(() => {
+  }
+  if (options.slowStdout) {
+    const { bytesPerTick, intervalMs } = options.slowStdout;
+    keepLines = options.slowStdout.keepLines ?? false;
+    timer = setInterval(() => {
       const chunk = (child.stdout.read(bytesPerTick) ?? child.stdout.read()) as string | null;
       if (chunk !== null) onText(chunk);
     }, intervalMs);
@@ -89,7 +96,14 @@ export async function startServer(
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await exited;
   };
-  return { child, url: listeningUrl, lines, stdoutStats, stderr: () => stderr, exited, stop };
+  const readStdoutFully = () => {
+    clearInterval(timer);
+    keepLines = true;
+    child.stdout.off('data', onText);
+    child.stdout.on('data', onText);
+    child.stdout.resume();
+  };
+  return { child, url: listeningUrl, lines, stdoutStats, stderr: () => stderr, exited, stop, readStdoutFully };
 }
 
 /** Runs the server expecting it to refuse to start; resolves with its exit code and output. */

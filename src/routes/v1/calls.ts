@@ -110,6 +110,8 @@ export async function callsRoutes(app: FastifyInstance, opts: { config: ChoicesC
   app.withTypeProvider<ZodTypeProvider>().post(
     '/v1/realtime/calls',
     {
+      // The route's own limit, so a body past it is refused quoting this figure, not the JSON routes'.
+      bodyLimit: CALL_BODY_LIMIT_BYTES,
       config: { spends: true, quietAccessLog: true },
       schema: {
         tags: ['realtime'],
