@@ -39,7 +39,7 @@ describe('Pricing: each token kind against hand-computed figures (gpt-realtime)'
     const result = priced('gpt-realtime', usage);
     expect(result.costNanoUsd).toBe(nano);
     expect(result.tokens[kind as keyof PricedUsage['tokens']]).toBe(1_234);
-    expect(Object.values(result.tokens).reduce((a, b) => a + b, 0)).toBe(1_234);
+    expect(Object.values(result.tokens).reduce((a: number, b: number) => a + b, 0)).toBe(1_234);
   });
 
   it('costUsd is the exact decimal of the nano-dollar figure', () => {
@@ -143,7 +143,7 @@ describe('Pricing: garbage is refused with a problem, never a throw or NaN', () 
     ['cached details that are not an object', { input_token_details: { cached_tokens_details: [] } }, 'cached_tokens_details is not an object'],
   ])('%s', (_name, usage, problem) => {
     const result = pricing.price('gpt-realtime', usage);
-    expect(result).toEqual({ problem: expect.stringContaining(problem) });
+    expect(result && 'problem' in result ? result.problem : result).toContain(problem);
   });
 
   it('an unknown model has no price (undefined), whatever the usage', () => {
@@ -194,7 +194,8 @@ describe('REALTIME_PRICES', () => {
 
   it('validates: every kind present, numbers from 0 to 10,000, no unknown keys, at most 6 decimals', () => {
     expect(priceOverridesSchema.safeParse({ m: full }).success).toBe(true);
-    const { audio_output: _dropped, ...missing } = full;
+    const missing: Partial<typeof full> = { ...full };
+    delete missing.audio_output;
     for (const bad of [
       { m: missing },
       { m: { ...full, audio_output: -1 } },
