@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import type { SharedStateMode } from '../redis.js';
 
 /** The day window of the daily quota and the spend caps. */
 export const DAY_MS = 86_400_000;
@@ -9,7 +10,8 @@ const HOUR_MS = 3_600_000;
  */
 export const LEDGER_CLIENTS = 200_000;
 
-export type LedgerStore = 'memory' | 'redis' | 'fallback';
+/** Where the windows are counted right now (fallback: in-process while Redis is away). */
+export type LedgerStore = SharedStateMode;
 
 export interface WindowUsage {
   mints: number;

@@ -1,3 +1,4 @@
+import type { FastifyBaseLogger } from 'fastify';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { AppError } from '../errors.js';
 import { DAY_MS, type AdmitLimits, type LedgerStore, type UsageLedger, type WindowUsage } from './ledger.js';
@@ -112,6 +113,9 @@ export class SpendControl implements CallSpend {
   private readonly metrics: SpendMetrics | undefined;
   private readonly now: () => number;
   private readonly activeCalls: ((clientKeys: readonly string[]) => Promise<ReadonlyMap<string, number>>) | undefined;
+  private readonly log: FastifyBaseLogger | undefined;
+  /** The global window whose 80 % warning was logged (its reset time). */
+  private warnedFor = 0;
 
   constructor(
     readonly settings: SpendSettings,
@@ -120,6 +124,7 @@ export class SpendControl implements CallSpend {
     options: {
       registry?: Registry;
       now?: () => number;
+      log?: FastifyBaseLogger;
       /** Active relayed calls per client, for the report. */
       activeCalls?: (clientKeys: readonly string[]) => Promise<ReadonlyMap<string, number>>;
     } = {},
@@ -133,6 +138,7 @@ export class SpendControl implements CallSpend {
     this.estimateNano = this.enforcing ? nano(settings.secretSpendEstimateUsd) : 0;
     this.now = options.now ?? Date.now;
     this.activeCalls = options.activeCalls;
+    this.log = options.log;
     this.metrics = options.registry ? new SpendMetrics(options.registry, () => this) : undefined;
   }
 
@@ -156,6 +162,7 @@ export class SpendControl implements CallSpend {
     }
     const result = await this.ledger.admit(clientKey, amount, this.limits, now);
     if (result.admitted) {
+      this.warnAt80(result.global);
       const day = quota > 0 ? { limit: quota, remaining: Math.max(0, quota - result.client.mints), resetMs: result.client.resetAt - now } : undefined;
       return { admitted: true, day, refund };
     }
@@ -220,7 +227,16 @@ export class SpendControl implements CallSpend {
       return { priced, capped: undefined };
     }
     const { client, global } = await this.ledger.charge(clientKey, amount, now);
+    this.warnAt80(global);
     return { priced, capped: this.cappedBy(client, global) };
+  }
+
+  /** Once per window, as for the mint budgets. */
+  private warnAt80(global: WindowUsage): void {
+    const cap = this.limits.globalSpendNano;
+    if (cap === undefined || global.spendNano < 0.8 * cap || global.resetAt - this.warnedFor <= 1_000) return;
+    this.warnedFor = global.resetAt;
+    this.log?.warn({ budget: 'spend', spent_usd: global.spendUsd, budget_limit_usd: cap / 1e9 }, 'global daily spend cap 80 % used');
   }
 
   private cappedBy(client: WindowUsage, global: WindowUsage): 'client' | 'global' | undefined {
