@@ -76,6 +76,8 @@ export interface UsageLedger {
   /** Counts a refused request in the hourly history (never waits). */
   countRefusal(reason: string, now: number): void;
   snapshot(now: number, top: number): Promise<LedgerSnapshot>;
+  /** Hands the shared store what was counted only here (a Redis ledger does it every 2 s anyway). */
+  flush(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -327,6 +329,8 @@ export class MemoryLedger implements UsageLedger {
     const global = this.global && this.global.resetAt > now ? usageOf(this.global, now, this.windowMs) : undefined;
     return { store: 'memory', global, clients: clients.slice(0, top), hourly: this.history.last24(now) };
   }
+
+  async flush(): Promise<void> {}
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);

@@ -294,6 +294,11 @@ export class SpendControl implements CallSpend {
     };
   }
 
+  /** Hands Redis what this replica counted and has not handed over yet (limits that are off). */
+  flush(): Promise<void> {
+    return this.ledger.flush();
+  }
+
   async close(): Promise<void> {
     await this.ledger.close();
   }
