@@ -155,6 +155,10 @@ export class WindowBook {
     return entry;
   }
 
+  drop(key: string): void {
+    this.entries.delete(key);
+  }
+
   *live(now: number): IterableIterator<[string, WindowEntry]> {
     for (const [key, entry] of this.entries) if (entry.resetAt > now) yield [key, entry];
   }
@@ -296,8 +300,13 @@ export class MemoryLedger implements UsageLedger {
   }
 
   record(clientKey: string, amount: Amount, now: number): void {
-    const entry = this.book.open(clientKey, now);
-    if (entry) addTo(entry, amount);
+    const refund = amount.mints < 0 || amount.spendNano < 0;
+    const entry = refund ? this.book.get(clientKey, now) : this.book.open(clientKey, now);
+    if (entry) {
+      addTo(entry, amount);
+      // A window a refund emptied holds nothing worth its room (a request refused after admission).
+      if (refund && entry.mints === 0 && entry.spendNano === 0) this.book.drop(clientKey);
+    }
     addTo(this.globalEntry(now), amount);
     this.history.add(now, amount);
   }

@@ -384,7 +384,8 @@ export class RedisLedger implements UsageLedger {
 
   record(clientKey: string, amount: Amount, now: number): void {
     const clientSide = this.clientSide(clientKey);
-    const entry = clientSide.entry(now, true);
+    // A refund never opens a window (nothing to give back to one this replica has not got).
+    const entry = clientSide.entry(now, amount.mints >= 0 && amount.spendNano >= 0);
     if (entry) this.addLocally(clientSide, clientKey, entry, amount);
     const globalSide = this.globalSide();
     this.addLocally(globalSide, undefined, globalSide.entry(now, true) as WindowEntry, amount);

@@ -130,3 +130,14 @@ describe('MemoryLedger: the report data', () => {
     expect(await ledger.admit('client-0', MINT, { clientMints: 100 }, T0)).toMatchObject({ admitted: true, client: { mints: 2 } });
   });
 });
+
+describe('MemoryLedger: refunds', () => {
+  it('a refund that empties a window frees its room; one for an unknown client opens none', async () => {
+    const ledger = new MemoryLedger({ capacity: 1 });
+    await ledger.admit('a', SECRET, { clientMints: 5 }, T0);
+    ledger.record('a', { mints: -1, spendNano: -500_000_000 }, T0);
+    ledger.record('ghost', { mints: -1, spendNano: 0 }, T0);
+    expect(ledger.clientCount).toBe(0);
+    expect(await ledger.admit('b', MINT, { clientMints: 5 }, T0)).toMatchObject({ admitted: true });
+  });
+});
