@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { bootSummary } from '../../src/boot-summary.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 
 const base = { OPENAI_API_KEY: 'sk-test-0123456789', ALLOWED_ORIGINS: 'https://www.espn.com' };
@@ -55,5 +56,13 @@ describe('spend settings (SPEND_PER_CLIENT_PER_DAY_USD, GLOBAL_SPEND_PER_DAY_USD
     expect(problems({ ...models, REALTIME_PRICES: JSON.stringify({ 'gpt-realtime-2': prices }) })).toEqual([]);
     expect(problems({ ALLOWED_MODELS: 'gpt-realtime,gpt-realtime-2' })).toEqual([]);
     expect(problems({ ALLOWED_MODELS: 'gpt-realtime,gpt-realtime-2', GLOBAL_SPEND_PER_DAY_USD: '100' })).toHaveLength(1);
+  });
+
+  it('the boot summary names the caps, and the estimate while one is on', () => {
+    expect(bootSummary(loadConfig({ ...base, SPEND_PER_CLIENT_PER_DAY_USD: '1.5' }))).toMatchObject({
+      spend_caps_usd: { per_client_per_day: 1.5, global_per_day: null },
+      secret_spend_estimate_usd: 0.5,
+    });
+    expect(bootSummary(loadConfig(base))).not.toHaveProperty('secret_spend_estimate_usd');
   });
 });
