@@ -182,6 +182,7 @@ export class RedisLedger implements UsageLedger {
     this.topScript = defineScript(redis, 'parkerLedgerTop', TOP_UPDATE, 2);
     redis.on('ready', () => void this.flush());
     redis.on('close', () => this.markDown('connection closed'));
+    redis.on('error', (error: Error) => this.markDown(error.message));
     this.timer = setInterval(() => void this.flush(), FLUSH_MS).unref();
   }
 
