@@ -3,7 +3,7 @@ import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from '../supp
 import { callIdOf, postSdp, SDP_OFFER } from '../support/calls.js';
 import { requireCommand } from '../support/commands.js';
 import { FakeOpenAI } from '../support/fake-openai.js';
-import { RedisServer } from '../support/redis-server.js';
+import { REDIS_BACKENDS, type RedisBackend } from '../support/redis-backends.js';
 import { waitUntil } from '../support/wait.js';
 
 requireCommand('redis-server', 'apt-get install redis-server');
@@ -18,8 +18,8 @@ const USAGE = {
 /** "Hung up within 2 s on whichever replica holds it", with room for a slow machine. */
 const CROSS_REPLICA_BOUND_MS = 4_000;
 
-describe('the usage ledger prices and caps relayed calls across two replicas on one Redis (real time)', () => {
-  let redis: RedisServer;
+describe.each(REDIS_BACKENDS)('the usage ledger prices and caps relayed calls across two replicas on one Redis ($name, real time)', (kind) => {
+  let redis: RedisBackend;
   let fake: FakeOpenAI;
   let a: TestApp;
   let b: TestApp;
@@ -35,10 +35,10 @@ describe('the usage ledger prices and caps relayed calls across two replicas on 
   }
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
+    redis = await kind.start();
     fake = await FakeOpenAI.start();
     // The spend cap on, through the environment only: the call manager's CallSpend is the ledger's.
-    const env = { REDIS_URL: redis.url, OPENAI_TIMEOUT_MS: '1000', SPEND_PER_CLIENT_PER_DAY_USD: '0.1' };
+    const env = { ...redis.env, OPENAI_TIMEOUT_MS: '1000', SPEND_PER_CLIENT_PER_DAY_USD: '0.1' };
     a = await buildTestApp(fake, env);
     b = await buildTestApp(fake, env);
     await waitUntil(async () => (await usageStore(a)) === 'redis' && (await usageStore(b)) === 'redis', 'both replicas counting in Redis');
@@ -48,7 +48,7 @@ describe('the usage ledger prices and caps relayed calls across two replicas on 
     await a?.app.close();
     await b?.app.close();
     await fake?.close();
-    await redis?.stop();
+    await redis?.close();
   });
 
   it('a client\'s calls on both replicas add up; crossing the cap hangs up both, and its next mint is refused naming the spend', async () => {
@@ -66,7 +66,7 @@ describe('the usage ledger prices and caps relayed calls across two replicas on 
     fake.pushResponseDone(onB, USAGE);
     await waitUntil(() => hungUp(onA) && hungUp(onB), 'both calls of the client hung up', CROSS_REPLICA_BOUND_MS + 2_000);
     const tookMs = Math.max(...[onA, onB].map((id) => (fake.calls.get(id)?.hungUpAt ?? 0) - crossedAt));
-    console.log(`cap crossed on B -> the client's calls on A and B hung up: ${tookMs} ms`);
+    console.log(`cap crossed on B -> the client's calls on A and B hung up (${kind.name}): ${tookMs} ms`);
     expect(tookMs).toBeLessThan(CROSS_REPLICA_BOUND_MS);
     expect(hungUp(bystander)).toBe(false);
 

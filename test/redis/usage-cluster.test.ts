@@ -1,73 +1,22 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Cluster } from 'ioredis';
+import { spawnSync } from 'node:child_process';
+import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisLedger } from '../../src/usage/redis-ledger.js';
 import { requireCommand } from '../support/commands.js';
-import { freePort } from '../support/redis-server.js';
+import { RedisCluster } from '../support/redis-cluster.js';
 import { waitUntil } from '../support/wait.js';
 
 requireCommand('redis-server', 'apt-get install redis-server');
 requireCommand('redis-cli', 'apt-get install redis-tools');
 
-/** Three masters on loopback, slots spread by redis-cli: a real Redis Cluster. */
-async function startCluster(): Promise<{ ports: number[]; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'usage-cluster-'));
-  const ports = [await freePort(), await freePort(), await freePort()];
-  const children: ChildProcess[] = [];
-  for (const port of ports) {
-    const child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--save', '', '--appendonly', 'no', '--dir', dir],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    children.push(child);
-    await new Promise<void>((resolve, reject) => {
-      let output = '';
-      child.stdout?.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes('Ready to accept connections')) resolve();
-      });
-      child.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${output}`)));
-    });
-  }
-  const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
-    encoding: 'utf8',
-  });
-  if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
-  await waitUntil(
-    () => ports.every((port) => spawnSync('redis-cli', ['-p', String(port), 'cluster', 'info'], { encoding: 'utf8' }).stdout.includes('cluster_state:ok')),
-    'cluster_state:ok on every node',
-  );
-  return {
-    ports,
-    async stop() {
-      await Promise.all(
-        children.map(async (child) => {
-          if (child.exitCode !== null) return;
-          const exited = new Promise((resolve) => child.once('exit', resolve));
-          child.kill('SIGKILL');
-          await exited;
-        }),
-      );
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 describe('RedisLedger on a three-master Redis Cluster: every script and transaction stays in one slot', () => {
-  let cluster: Awaited<ReturnType<typeof startCluster>>;
+  let cluster: RedisCluster;
   let redis: Cluster;
   let ledger: RedisLedger;
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    redis = new Cluster(
-      cluster.ports.map((port) => ({ host: '127.0.0.1', port })),
-      { enableOfflineQueue: false, redisOptions: { connectTimeout: 1_000, commandTimeout: 1_000, maxRetriesPerRequest: 1 } },
-    );
+    cluster = await RedisCluster.start();
+    redis = cluster.client();
     await waitUntil(() => redis.status === 'ready', 'the cluster client ready');
     ledger = new RedisLedger(redis);
     await waitUntil(async () => {
@@ -79,7 +28,7 @@ describe('RedisLedger on a three-master Redis Cluster: every script and transact
   afterAll(async () => {
     await ledger?.close();
     redis?.disconnect();
-    await cluster?.stop();
+    await cluster?.destroy();
   });
 
   it('admits, charges, records, reports across slots without a CROSSSLOT error (never falling back)', async () => {

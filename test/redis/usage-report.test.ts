@@ -2,13 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from '../support/app.js';
 import { requireCommand } from '../support/commands.js';
 import { FakeOpenAI } from '../support/fake-openai.js';
-import { RedisServer } from '../support/redis-server.js';
+import { REDIS_BACKENDS, type RedisBackend } from '../support/redis-backends.js';
 import { waitUntil } from '../support/wait.js';
 
 requireCommand('redis-server', 'apt-get install redis-server');
 
-describe('usage across two replicas on one Redis: caps, the report, Redis lost', () => {
-  let redis: RedisServer;
+describe.each(REDIS_BACKENDS)('usage across two replicas on one Redis: caps, the report, Redis lost ($name)', (kind) => {
+  let redis: RedisBackend;
   let fake: FakeOpenAI;
   let a: TestApp;
   let b: TestApp;
@@ -19,10 +19,10 @@ describe('usage across two replicas on one Redis: caps, the report, Redis lost',
   const env = { SPEND_PER_CLIENT_PER_DAY_USD: '2', GLOBAL_MINTS_PER_DAY: '1000', RATE_LIMIT_PER_MINUTE: '100', MINTS_PER_CLIENT_PER_DAY: '6' };
 
   beforeAll(async () => {
-    redis = await RedisServer.start();
+    redis = await kind.start();
     fake = await FakeOpenAI.start();
-    a = await buildTestApp(fake, { REDIS_URL: redis.url, ...env });
-    b = await buildTestApp(fake, { REDIS_URL: redis.url, ...env });
+    a = await buildTestApp(fake, { ...redis.env, ...env });
+    b = await buildTestApp(fake, { ...redis.env, ...env });
     await waitUntil(async () => (await usageStore(a)) === 'redis' && (await usageStore(b)) === 'redis', 'both replicas counting in Redis');
   });
 
@@ -30,7 +30,7 @@ describe('usage across two replicas on one Redis: caps, the report, Redis lost',
     await a?.app.close();
     await b?.app.close();
     await fake?.close();
-    await redis?.stop();
+    await redis?.close();
   });
 
   it('a client\'s spend adds up across replicas: $2.00 in four secrets, then 429 on either', async () => {
