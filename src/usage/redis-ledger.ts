@@ -23,11 +23,11 @@ import {
 
 // Every key is hash-tagged, and every script and transaction touches keys of one tag only, so each
 // runs on one Redis Cluster slot: a client's window alone ({c:<client>}), or the global ones ({g}).
-const clientKeyOf = (client: string) => `parker:{c:${client}}:day`;
-const GLOBAL_KEY = 'parker:{g}:day';
-const TOP_KEY = 'parker:{g}:top';
-const TOP_EXPIRY_KEY = 'parker:{g}:top-expiry';
-const hourKeyOf = (hour: number) => `parker:{g}:hour:${hour}`;
+const clientKeyOf = (client: string) => `parker-usage:{c:${client}}:day`;
+const GLOBAL_KEY = 'parker-usage:{g}:day';
+const TOP_KEY = 'parker-usage:{g}:top';
+const TOP_EXPIRY_KEY = 'parker-usage:{g}:top-expiry';
+const hourKeyOf = (hour: number) => `parker-usage:{g}:hour:${hour}`;
 const HISTORY_TTL_MS = 25 * 3_600_000;
 /** The top clients Redis keeps (the report shows 100). */
 const TOP_KEPT = 1_000;

@@ -54,7 +54,7 @@ describe('RedisLedger on a three-master Redis Cluster: every script and transact
     const { clients: windows } = await ledger.windows(clients, now);
     expect([...windows.values()].every((usage) => usage.spendNano === 750_000_000)).toBe(true);
     // the clients' windows really are spread over the masters
-    const slots = new Set(clients.map((client) => Number(spawnSync('redis-cli', ['-p', String(cluster.ports[0]), 'cluster', 'keyslot', `parker:{c:${client}}:day`], { encoding: 'utf8' }).stdout.trim())));
+    const slots = new Set(clients.map((client) => Number(spawnSync('redis-cli', ['-p', String(cluster.ports[0]), 'cluster', 'keyslot', `parker-usage:{c:${client}}:day`], { encoding: 'utf8' }).stdout.trim())));
     expect(slots.size).toBeGreaterThan(20);
   });
 });

@@ -85,7 +85,7 @@ describe('RedisLedger: windows shared by replicas', () => {
     if (refused.admitted || refused.refusal === 'full') throw new Error('expected a quota refusal');
     // the window turns a day after the first mint, as Redis keeps it
     expect(refused.window.resetAt - Date.now()).toBeGreaterThan(86_390_000);
-    expect(await inspect.hget('parker:{c:ip:203.0.113.7}:day', 'm')).toBe('10');
+    expect(await inspect.hget('parker-usage:{c:ip:203.0.113.7}:day', 'm')).toBe('10');
   });
 
   it('spend caps across replicas: a client\'s 429 spend, the whole service\'s budget', async () => {
@@ -127,8 +127,8 @@ describe('RedisLedger: windows shared by replicas', () => {
     await a.ledger.snapshot(Date.now(), 100);
     const keys = await inspect.keys('*');
     expect(keys.length).toBeGreaterThanOrEqual(5);
-    for (const key of keys) expect(key).toMatch(/^parker:\{(g|c:[^}]*)\}/);
-    expect(keys).toContain('parker:{c:user:{odd}name}:day');
+    for (const key of keys) expect(key).toMatch(/^parker-usage:\{(g|c:[^}]*)\}/);
+    expect(keys).toContain('parker-usage:{c:user:{odd}name}:day');
   });
 
   it('Redis killed mid-count: counts go on locally from the last totals (no cap lifted), then merge back into the restarted, empty Redis', async () => {
@@ -156,7 +156,7 @@ describe('RedisLedger: windows shared by replicas', () => {
     const b = await replica();
     expect(await b.ledger.admit('user:k', MINT, limits, Date.now())).toMatchObject({ admitted: false, refusal: 'quota', window: { mints: 5 } });
     expect(await b.ledger.admit('user:new', MINT, limits, Date.now())).toMatchObject({ admitted: false, refusal: 'quota' });
-    expect(Number(await inspect.pttl('parker:{c:user:k}:day'))).toBeGreaterThan(86_000_000);
+    expect(Number(await inspect.pttl('parker-usage:{c:user:k}:day'))).toBeGreaterThan(86_000_000);
   });
 
   it('a window Redis lost without a disconnect (evicted, flushed) starts again from what this replica knew', async () => {
@@ -168,7 +168,7 @@ describe('RedisLedger: windows shared by replicas', () => {
       refusal: 'quota',
       window: { mints: 3, spendNano: 1_500_000_000 },
     });
-    expect(await inspect.hgetall('parker:{c:user:e}:day')).toEqual({ m: '3', s: '1500000000' });
+    expect(await inspect.hgetall('parker-usage:{c:user:e}:day')).toEqual({ m: '3', s: '1500000000' });
   });
 
   it('a frozen Redis (commands time out) costs one timeout, then counts locally', async () => {
