@@ -1,5 +1,5 @@
 import underPressure from '@fastify/under-pressure';
-import Fastify, { LogController, type FastifyInstance, type onResponseHookHandler } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
 import { AppError, clientErrorHandler, errorHandling, expectationFailed, frameworkErrors, type ErrorHandlingOptions } from './errors.js';
@@ -19,6 +19,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { rootRoutes } from './routes/root.js';
 import { refuseUnguardedV1, v1Routes } from './routes/v1/index.js';
 import type { CallManager } from './realtime/calls.js';
+import type { SpendControl } from './usage/spend.js';
 import { createServices, type AppDeps, type Services } from './services.js';
 import { VERSION } from './version.js';
 
@@ -33,6 +34,8 @@ declare module 'fastify' {
      * on it too (server.ts), on the same host; it closes with the app.
      */
     metricsServer: FastifyInstance | undefined;
+    /** The daily quota, the spend caps, CallSpend and the usage report (/admin/usage reads it). */
+    spend: SpendControl;
   }
 }
 
@@ -74,7 +77,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     headers: helmetHeaders(),
     onRefusal: (request, error) => {
       metrics.refusals.inc({ reason: error.reason });
-      services.usage.recordRefusal(error.reason);
+      services.spend.countRefusal(error.reason);
       if (!refusalLog.admit(error.reason)) {
         request.quietRefusal = true;
         return;
@@ -153,6 +156,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
     config,
     store: redis ? failoverStore(redis, sharedState) : localStore(),
     budget: services.budget,
+    spend: services.spend,
     log: logger,
   });
   await app.register(docs, { version: VERSION, config, bearerAuth: config.authEnabled });
@@ -160,24 +164,15 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // /metrics on PORT only when it has no port of its own.
   const metricsOnPort = config.metricsEnabled && config.metricsPort === undefined;
   await app.register(rootRoutes, { version: VERSION, metricsEnabled: metricsOnPort, pool });
-  await app.register(healthRoutes, { version: VERSION, upstreamHealth, breaker, sharedState, pool });
-  // Until the usage ledger counts mints, /admin counts those this process answered: a hook on the
-  // token route alone, so no other request pays for it.
-  app.addHook('onRoute', (route) => {
-    if (route.url !== '/v1/realtime/token' || route.method !== 'POST') return;
-    const recordMint: onResponseHookHandler = (request, reply, done) => {
-      if (reply.statusCode === 200) services.usage.recordMint(request.clientKey);
-      done();
-    };
-    route.onResponse = [...[route.onResponse ?? []].flat(), recordMint];
-  });
-  await app.register(v1Routes, { config, minter: services.minter, calls, metrics });
+  await app.register(healthRoutes, { version: VERSION, upstreamHealth, breaker, sharedState, usageStore: services.spend, pool });
+  await app.register(v1Routes, { config, minter: services.minter, calls, metrics, spend: services.spend });
   app.decorate('calls', calls);
+  app.decorate('spend', services.spend);
   if (metricsOnPort) await app.register(metricsRoutes, { metrics, token: config.metricsToken });
   const metricsServer = config.metricsEnabled && config.metricsPort !== undefined ? await buildMetricsServer(config, services) : undefined;
   app.decorate('metricsServer', metricsServer);
   // Operators' surfaces: outside the /v1 scope, without CORS, only when ADMIN_TOKEN is set.
-  if (config.adminToken) await app.register(adminRoutes, { token: config.adminToken, usage: () => services.usage.report() });
+  if (config.adminToken) await app.register(adminRoutes, { token: config.adminToken, usage: () => services.spend.report() });
 
   app.addHook('onReady', async () => services.start());
   // SIGTERM: mints in flight get what is left of SHUTDOWN_TIMEOUT_MS (less a second to answer),

@@ -1,9 +1,5 @@
 import type { Config } from './config.js';
 
-// The ledger's spend caps (SPEND_PER_CLIENT_PER_DAY_USD, GLOBAL_SPEND_PER_DAY_USD), read only when the
-// configuration has them.
-type SpendCaps = Partial<{ spendPerClientPerDayUsd: number; globalSpendPerDayUsd: number }>;
-
 /** Where /metrics is served and how it is guarded. */
 export function metricsExposure(config: Config): 'off' | 'public' | 'token' | 'own_port' | 'own_port_token' {
   if (!config.metricsEnabled) return 'off';
@@ -17,7 +13,6 @@ export function metricsExposure(config: Config): 'off' | 'public' | 'token' | 'o
  * surfaces. Never a secret: only whether one is set.
  */
 export function bootSummary(config: Config): Record<string, unknown> {
-  const spend = config as Config & SpendCaps;
   return {
     auth: config.authJwksUrl ? 'jwks' : config.authJwtSecret ? 'hs256' : 'off',
     ...(config.authIssuer ? { auth_issuer: config.authIssuer } : {}),
@@ -30,7 +25,10 @@ export function bootSummary(config: Config): Record<string, unknown> {
       per_client_per_day: config.mintsPerClientPerDay === 0 ? null : config.mintsPerClientPerDay,
     },
     budgets: { global_per_minute: config.globalMintsPerMinute ?? null, global_per_day: config.globalMintsPerDay ?? null },
-    spend_caps_usd: { per_client_per_day: spend.spendPerClientPerDayUsd ?? null, global_per_day: spend.globalSpendPerDayUsd ?? null },
+    spend_caps_usd: { per_client_per_day: config.spendPerClientPerDayUsd ?? null, global_per_day: config.globalSpendPerDayUsd ?? null },
+    ...(config.spendPerClientPerDayUsd !== undefined || config.globalSpendPerDayUsd !== undefined
+      ? { secret_spend_estimate_usd: config.secretSpendEstimateUsd }
+      : {}),
     pool: config.tokenPoolSize > 0 ? { size: config.tokenPoolSize, mode: config.tokenPoolMode } : 'off',
     calls: { max_seconds: config.maxCallSeconds, per_client: config.maxConcurrentCallsPerClient },
     origins: config.allowedOrigins.length,

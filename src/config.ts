@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { scrubSecrets, secretScrubber } from './redact.js';
+import { priceOverridesSchema, Pricing, type TokenPrices } from './usage/pricing.js';
 
 export const DEFAULT_MODELS = [
   'gpt-realtime',
@@ -61,11 +62,11 @@ function intVar<F extends number | undefined>(fallback: F, min: number, max: num
     });
 }
 
-function numberVar(fallback: number, min: number, max: number) {
+function numberVar<F extends number | undefined>(fallback: F, min: number, max: number) {
   return z
     .string()
     .optional()
-    .transform((raw, ctx) => {
+    .transform((raw, ctx): number | F => {
       if (raw === undefined || raw.trim() === '') return fallback;
       const value = Number(raw.trim());
       if (!Number.isFinite(value) || value < min || value > max) {
@@ -395,6 +396,29 @@ const envShape = {
     MAX_CONCURRENT_CALLS_PER_CLIENT: intVar(2, 1, 1000),
     // The sideband of each relayed call puts back instructions and max_output_tokens the page changed.
     LOCK_SESSION: booleanVar(true),
+    // --- spend: dollars, not counts (unset caps are off) ---
+    SPEND_PER_CLIENT_PER_DAY_USD: numberVar(undefined, 0.01, 1_000_000),
+    GLOBAL_SPEND_PER_DAY_USD: numberVar(undefined, 0.01, 1_000_000_000),
+    SECRET_SPEND_ESTIMATE_USD: numberVar(0.5, 0, 1_000),
+    REALTIME_PRICES: z
+      .string()
+      .optional()
+      .transform((raw, ctx): Readonly<Record<string, TokenPrices>> => {
+        if (raw === undefined || raw.trim() === '') return Object.freeze({});
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(raw);
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'must be JSON: {"<model>": {"text_input": 4, "text_cached_input": 0.4, ...}} (USD per 1M tokens)' });
+          return z.NEVER;
+        }
+        const prices = priceOverridesSchema.safeParse(parsed);
+        if (!prices.success) {
+          ctx.addIssue({ code: 'custom', message: prices.error.issues.map((issue) => `${issue.path.join('.')} ${issue.message}`.trim()).join('; ') });
+          return z.NEVER;
+        }
+        return Object.freeze(prices.data);
+      }),
 };
 
 const envSchema = z
@@ -430,6 +454,19 @@ const envSchema = z
     }
     if (Array.isArray(env.ALLOWED_MODELS) && !env.ALLOWED_MODELS.includes(env.REALTIME_MODEL)) {
       ctx.addIssue({ code: 'custom', path: ['REALTIME_MODEL'], message: 'must be one of ALLOWED_MODELS' });
+    }
+    const capOn = env.SPEND_PER_CLIENT_PER_DAY_USD !== undefined || env.GLOBAL_SPEND_PER_DAY_USD !== undefined;
+    if (capOn && Array.isArray(env.ALLOWED_MODELS) && typeof env.REALTIME_PRICES === 'object') {
+      // A call of a model without a price could never be charged: its cap would silently not hold.
+      const pricing = new Pricing(env.REALTIME_PRICES);
+      const unpriced = env.ALLOWED_MODELS.filter((model: string) => !pricing.has(model));
+      if (unpriced.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['REALTIME_PRICES'],
+          message: `has no price for ${unpriced.join(', ')} (in ALLOWED_MODELS): with a spend cap on, every allowed model needs one`,
+        });
+      }
     }
     if (Array.isArray(env.ALLOWED_VOICES) && !env.ALLOWED_VOICES.includes(env.REALTIME_VOICE)) {
       ctx.addIssue({ code: 'custom', path: ['REALTIME_VOICE'], message: 'must be one of ALLOWED_VOICES' });

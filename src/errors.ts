@@ -13,6 +13,8 @@ export type RefusalReason =
   | 'auth'
   | 'rate_limit'
   | 'quota'
+  /** The client's daily spend cap is reached. */
+  | 'spend'
   | 'budget'
   /** Too many relayed calls at once for one client. */
   | 'concurrency'

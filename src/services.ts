@@ -1,6 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
-import { ProcessUsage } from './admin/process-usage.js';
 import { bootSummary, bootWarnings } from './boot-summary.js';
 import type { Config } from './config.js';
 import { boundedStdout, type BoundedDestination } from './log-destination.js';
@@ -11,7 +10,7 @@ import { OpenAIClient } from './openai/client.js';
 import { UpstreamTransport } from './openai/transport.js';
 import { UpstreamHealth } from './openai/upstream-health.js';
 import type { JwtVerifierOptions } from './plugins/caller-auth.js';
-import { NO_SPEND_CAPS, type CallSpend } from './realtime/call-spend.js';
+import type { CallSpend } from './realtime/call-spend.js';
 import { CallManager } from './realtime/calls.js';
 import { MemoryCallStore } from './realtime/calls-store.js';
 import { FailoverCallStore } from './realtime/failover-call-store.js';
@@ -19,7 +18,11 @@ import { SecretMinter, type PreparedSession } from './realtime/minter.js';
 import { SecretPool } from './realtime/secret-pool.js';
 import { SIDEBAND_OPEN_TIMEOUT_MS, Sidebands } from './realtime/sideband.js';
 import { createRedis, SharedState, type RedisClient } from './redis.js';
+import { MemoryLedger } from './usage/ledger.js';
 import { MintBudget } from './usage/mint-budget.js';
+import { Pricing } from './usage/pricing.js';
+import { RedisLedger } from './usage/redis-ledger.js';
+import { SpendControl } from './usage/spend.js';
 
 /** How long the exit waits for stdout to take the last log lines. */
 const LOG_FLUSH_AT_EXIT_MS = 1_000;
@@ -54,8 +57,8 @@ export interface Services {
   redis: RedisClient | undefined;
   sharedState: SharedState;
   calls: CallManager;
-  /** What /admin/usage reports until the usage ledger is wired in: this process's mints and refusals. */
-  usage: ProcessUsage;
+  /** The daily quota, the spend caps and the usage report (the usage ledger, in Redis when set). */
+  spend: SpendControl;
   /** When the app is ready: connect, check, warm, watch. */
   start(): void;
   /** Shutdown has begun: calls to OpenAI in flight must end within `withinMs`. */
@@ -137,6 +140,11 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
     onCorrection: () => metrics.lockCorrections.inc(),
   });
   metrics.watchSidebands(() => sidebands.openCount);
+  // Per mint with a daily quota: one Map lookup in memory, one EVALSHA in Redis (the limiter's own
+  // day counter did as much). A spend cap adds the global window: a second EVALSHA, sent alongside.
+  const usageLog = logger.child({ component: 'usage' });
+  const ledger = redis ? new RedisLedger(redis, { log: usageLog, clock: now }) : new MemoryLedger({ log: usageLog, clock: now });
+  const spend = new SpendControl(config, new Pricing(config.realtimePrices), ledger, { registry: metrics.registry, now, log: usageLog });
   // Relayed calls: deadlines shared in Redis when there is one (any replica hangs up what is due).
   const calls = new CallManager({
     config,
@@ -149,10 +157,10 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
     random: deps.random ?? Math.random,
     onEnded: (reason) => metrics.callsEnded.inc({ reason }),
     onHangupFailure: () => metrics.hangupFailures.inc(),
-    spend: deps.spend ?? NO_SPEND_CAPS,
+    // The usage ledger prices and caps calls; a test may stand another CallSpend in.
+    spend: deps.spend ?? spend,
     sidebands,
   });
-  const usage = new ProcessUsage({ now, mintsLimit: config.globalMintsPerDay });
   let draining = false;
   metrics.watchCalls(() => calls.activeCount());
   metrics.watch({
@@ -179,7 +187,7 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
     redis,
     sharedState,
     calls,
-    usage,
+    spend,
     start() {
       // Not awaited: the service answers (on in-process limits) while Redis connects.
       redis?.connect().catch(() => undefined);
@@ -198,6 +206,8 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
       pool?.close();
       // Before the transport closes: hangups in flight finish; deadlines in Redis stay for the others.
       await calls.close();
+      // Before Redis closes: what this replica counted locally reaches it.
+      await spend.close();
       await upstreamHealth.settled();
       await transport.close();
       sharedState.close();

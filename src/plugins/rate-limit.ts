@@ -5,14 +5,22 @@ import type { OpenAPIV3 } from 'openapi-types';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { MintBudget } from '../usage/mint-budget.js';
+import type { MintKind, SpendControl } from '../usage/spend.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /**
-     * onRequest hook of every minting route: the client's limits (per second, per minute, per day),
-     * then the whole service's budget. Each counts only when the ones before it let the request by.
-     */
+    /** onRequest of every spending route: the client's limits per second and per minute. */
     mintLimits: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+    /**
+     * preHandler of every spending route, so only a request that passed its limits and its
+     * validation counts: the client's daily quota and spend cap, the global spend cap (all in the
+     * usage ledger, where other clients' traffic cannot evict them), then the service's mint budget.
+     */
+    mintAllowance: (request: FastifyRequest, reply: FastifyReply, kind: MintKind) => Promise<void>;
+  }
+  interface FastifyRequest {
+    /** Gives back what mintAllowance counted, when the request then fails (no secret, no call). */
+    mintRefund: (() => void) | undefined;
   }
 }
 
@@ -42,12 +50,8 @@ function retryAfterSeconds(ttlMs: number): number {
 
 function tooMany(window: Window, max: number, ttlMs: number, headers: Record<string, string>): AppError {
   const retryAfter = retryAfterSeconds(ttlMs);
-  const quota = window === 'day';
-  const message = quota
-    ? `Daily quota of ${max} client secrets spent; retry in ${retryAfter} s.`
-    : `Too many requests (${max} per ${window}); retry in ${retryAfter} s.`;
-  return new AppError(429, message, {
-    reason: quota ? 'quota' : 'rate_limit',
+  return new AppError(429, `Too many requests (${max} per ${window}); retry in ${retryAfter} s.`, {
+    reason: 'rate_limit',
     retryAfter,
     details: { limit: max, remaining: 0, reset_time: new Date(Date.now() + ttlMs).toISOString() },
     headers,
@@ -56,8 +60,9 @@ function tooMany(window: Window, max: number, ttlMs: number, headers: Record<str
 
 /**
  * Per-client limits and the global budget, counted in the given store (in-process, or Redis with
- * in-process fallback). Answers carry the IETF RateLimit-Policy / RateLimit fields
- * (draft-ietf-httpapi-ratelimit-headers) and the older X-RateLimit-* ones for the minute limit.
+ * in-process fallback); the daily quota and the spend caps in the usage ledger. Answers carry the
+ * IETF RateLimit-Policy / RateLimit fields (draft-ietf-httpapi-ratelimit-headers) and the older
+ * X-RateLimit-* ones for the minute limit.
  */
 export const rateLimiting = fp(
   async function rateLimiting(
@@ -66,10 +71,11 @@ export const rateLimiting = fp(
       config: Pick<Config, 'rateLimitBurst' | 'rateLimitPerMinute' | 'mintsPerClientPerDay'>;
       store: FastifyRateLimitStoreCtor;
       budget: MintBudget;
+      spend: SpendControl;
       log: FastifyBaseLogger;
     },
   ) {
-    const { config, budget } = opts;
+    const { config, budget, spend } = opts;
     await app.register(rateLimit, { global: false, store: opts.store });
 
     const clientLimits: { window: Window; max: number; check: Check }[] = [];
@@ -84,8 +90,11 @@ export const rateLimiting = fp(
     };
     perClient('second', config.rateLimitBurst);
     perClient('minute', config.rateLimitPerMinute);
-    perClient('day', config.mintsPerClientPerDay);
-    const policy = clientLimits.map((l) => `"${l.window}";q=${l.max};w=${WINDOW_MS[l.window] / 1000}`).join(', ');
+    const windows = clientLimits.map(({ window, max }) => ({ window, max }));
+    // The daily quota is the usage ledger's: a day window must not sit in the limiter's shared LRU,
+    // where other clients' traffic would evict it.
+    if (config.mintsPerClientPerDay > 0) windows.push({ window: 'day', max: config.mintsPerClientPerDay });
+    const policy = windows.map((l) => `"${l.window}";q=${l.max};w=${WINDOW_MS[l.window] / 1000}`).join(', ');
 
     const budgetChecks = budget.windows.map((w) => ({
       state: w,
@@ -117,6 +126,21 @@ export const rateLimiting = fp(
         reply.header('ratelimit-policy', policy);
         reply.header('ratelimit', remaining.join(', '));
       }
+    });
+
+    app.decorateRequest('mintRefund', undefined);
+    app.decorate('mintAllowance', async function mintAllowance(request: FastifyRequest, reply: FastifyReply, kind: MintKind) {
+      const admission = await spend.admitMint(request.clientKey, kind);
+      if (admission.day) {
+        const { remaining, resetMs } = admission.day;
+        const day = `"day";r=${remaining};t=${retryAfterSeconds(resetMs)}`;
+        const before = reply.getHeader('ratelimit');
+        const fields = typeof before === 'string' && before !== '' ? `${before}, ${day}` : day;
+        if (!admission.admitted) Object.assign(admission.error.headers, { 'ratelimit-policy': policy, ratelimit: fields });
+        else reply.header('ratelimit', fields);
+      }
+      if (!admission.admitted) throw admission.error;
+      request.mintRefund = admission.refund;
 
       for (const { state, check } of budgetChecks) {
         const result = await check(request);

@@ -61,8 +61,8 @@ export const ERROR_STATUSES = {
     },
   },
   429: {
-    when: 'this client is over its rate limit, its daily quota, or its calls at once',
-    todo: 'wait `retry_after` seconds (also `Retry-After`; `details.reset_time`), then retry',
+    when: 'this client is over its rate limit, its daily quota, its daily spend cap (`details: {limit_usd, spent_usd}`), or its calls at once',
+    todo: 'wait `retry_after` seconds (also `Retry-After`; `details.reset_time` for a limit), then retry',
     example: {
       message: 'Too many token requests (10 per minute); retry in 42 s.',
       extra: { retry_after: 42, details: { limit: 10, remaining: 0, reset_time: '2026-11-23T12:00:42.000Z' } },
@@ -79,7 +79,7 @@ export const ERROR_STATUSES = {
     example: { message: UPSTREAM_REFUSED_MESSAGE },
   },
   503: {
-    when: 'OpenAI is overloaded or unreachable (429/5xx/resets after retries), the circuit breaker is open, the global budget is spent, callers cannot be authenticated right now (the JWKS did not answer), or this replica is overloaded or shutting down',
+    when: 'OpenAI is overloaded or unreachable (429/5xx/resets after retries), the circuit breaker is open, the global budget or the global daily spend cap is spent (`details: {limit_usd, spent_usd}`), callers cannot be authenticated right now (the JWKS did not answer), or this replica is overloaded or shutting down',
     todo: 'retry after `retry_after` seconds, with backoff',
     example: { message: 'OpenAI is unavailable or overloaded; try again shortly.', extra: { retry_after: 2 } },
   },

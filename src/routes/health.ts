@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { AppError } from '../errors.js';
 import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { UpstreamHealth } from '../openai/upstream-health.js';
-import type { SharedState } from '../redis.js';
+import type { SharedState, SharedStateMode } from '../redis.js';
 import type { SecretPool } from '../realtime/secret-pool.js';
 import { errorResponses, NO_STORE } from './error-responses.js';
 
@@ -38,6 +38,12 @@ const healthSchema = z.object({
     })
     .optional()
     .describe('Present when Redis is configured (REDIS_URL or REDIS_CLUSTER_NODES).'),
+  usage_store: z
+    .enum(['memory', 'redis', 'fallback'])
+    .describe(
+      'Where the daily quota and the spend windows are counted: fallback means counting locally while Redis is ' +
+        'away (each replica goes on from the last totals it saw, so no cap is lifted; merged back when Redis returns).',
+    ),
   token_pool: z.object({ size: z.number().int(), capacity: z.number().int() }).optional(),
 }).describe('The process serves (liveness).');
 
@@ -55,6 +61,7 @@ export async function healthRoutes(
     upstreamHealth: UpstreamHealth;
     breaker: CircuitBreaker;
     sharedState: SharedState;
+    usageStore: { readonly store: SharedStateMode };
     pool: SecretPool | undefined;
   },
 ) {
@@ -97,6 +104,7 @@ export async function healthRoutes(
         },
         rate_limit_store: opts.sharedState.mode,
         redis: opts.sharedState.health(),
+        usage_store: opts.usageStore.store,
         token_pool: opts.pool ? { size: opts.pool.stats.size, capacity: opts.pool.stats.capacity } : undefined,
       };
     },

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MintBudget } from '../../src/usage/mint-budget.js';
 import { expectEnvelope, SITE_ORIGIN, useFakeOpenAI, type TestApp } from '../support/app.js';
+import { turn } from '../support/wait.js';
 
 const openai = useFakeOpenAI();
 
@@ -112,4 +113,33 @@ describe('global budget (GLOBAL_MINTS_PER_MINUTE / GLOBAL_MINTS_PER_DAY)', () =>
     expect(budget.waitMs()).toBeGreaterThan(19_000);
     expect(budget.waitMs()).toBeLessThanOrEqual(20_000);
   });
+});
+
+describe('the daily quota cannot be evicted by other clients\' traffic', () => {
+  // Before the usage ledger, the quota's day key sat in the limiter's one 50,000-entry LRU with every
+  // client's minute key: 26,000 requests from other addresses evicted it and the spent client minted again.
+  const viaProxy = (t: TestApp, ip: string, payload?: string) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/v1/realtime/token',
+      headers: { origin: SITE_ORIGIN, 'x-forwarded-for': ip, ...(payload === undefined ? {} : { 'content-type': 'application/json' }) },
+      payload,
+    });
+
+  it('a spent client is still refused after 26,000 requests from other addresses', async () => {
+    // warn: the 26,000 refusal and access lines would only slow the test down
+    const t = await openai.app({ TRUST_PROXY: '1', MINTS_PER_CLIENT_PER_DAY: '2', RATE_LIMIT_PER_MINUTE: '100', LOG_LEVEL: 'warn' });
+    for (let i = 0; i < 2; i++) expect((await viaProxy(t, '203.0.113.50')).statusCode).toBe(200);
+    expectEnvelope(await viaProxy(t, '203.0.113.50'), 429);
+    for (let i = 0; i < 26_000; i += 50) {
+      const batch = Array.from({ length: 50 }, (_, j) => viaProxy(t, `10.${((i + j) >> 16) & 255}.${((i + j) >> 8) & 255}.${(i + j) & 255}`, '{"model": 42}'));
+      for (const response of await Promise.all(batch)) {
+        if (response.statusCode !== 422) throw new Error(`request near ${i}: ${response.statusCode} ${response.body}`);
+      }
+      await turn();
+    }
+    const refused = expectEnvelope(await viaProxy(t, '203.0.113.50'), 429);
+    expect(refused.error.message).toContain('Daily quota of 2');
+    expect(openai.fake.mintRequests).toHaveLength(2);
+  }, 120_000);
 });

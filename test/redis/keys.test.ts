@@ -10,7 +10,8 @@ requireCommand('redis-server', 'apt-get install redis-server');
 requireCommand('redis-cli', 'apt-get install redis-tools');
 
 /** Hash-tagged: the part in braces picks the cluster slot, so each script's keys share one. */
-const TAGGED_KEY = /^parker-(rl:\{[^{}]+\}|calls:\{calls\}:(deadlines|epoch|call:[^{}]+|client:[^{}]+))$/;
+const TAGGED_KEY =
+  /^parker-(rl:\{[^{}]+\}|calls:\{calls\}:(deadlines|epoch|call:[^{}]+|client:[^{}]+)|usage:\{(c:[^{}]+|g)\}:(day|top|top-expiry|hour:\d+))$/;
 
 describe.each(REDIS_BACKENDS)('keys and scripts ($name)', (kind) => {
   let backend: RedisBackend;
@@ -28,7 +29,16 @@ describe.each(REDIS_BACKENDS)('keys and scripts ($name)', (kind) => {
     const clock = new ManualClock();
     const t = await buildTestApp(
       fake,
-      { ...backend.env, RATE_LIMIT_BURST: '5', GLOBAL_MINTS_PER_MINUTE: '100', GLOBAL_MINTS_PER_DAY: '1000', MAX_CALL_SECONDS: '10' },
+      {
+        ...backend.env,
+        RATE_LIMIT_BURST: '5',
+        GLOBAL_MINTS_PER_MINUTE: '100',
+        GLOBAL_MINTS_PER_DAY: '1000',
+        MAX_CALL_SECONDS: '10',
+        // the usage ledger's every script: the quota and both spend caps, and its background merges
+        SPEND_PER_CLIENT_PER_DAY_USD: '100',
+        GLOBAL_SPEND_PER_DAY_USD: '1000',
+      },
       { now: clock.now, random: () => 0 },
     );
     try {
@@ -48,14 +58,20 @@ describe.each(REDIS_BACKENDS)('keys and scripts ($name)', (kind) => {
       const kept = await postSdp(t.app, undefined, { remoteAddress: '198.51.100.50' });
       expect(kept.statusCode).toBe(201);
 
+      // the usage ledger's background work (top clients, hourly history) and its report
+      await t.app.spend.flush();
+      expect((await t.app.spend.report()).store).toBe('redis');
       const keys = await backend.keys('*');
       expect(keys.length).toBeGreaterThan(5);
       for (const key of keys) expect(key).toMatch(TAGGED_KEY);
       expect(keys).toContain('parker-rl:{m:ip:198.51.100.0}');
       expect(keys).toContain('parker-rl:{gm:all}');
       expect(keys).toContain(`parker-calls:{calls}:call:${callIdOf(kept)}`);
+      expect(keys).toContain('parker-usage:{c:ip:198.51.100.0}:day');
+      expect(keys).toEqual(expect.arrayContaining(['parker-usage:{g}:day', 'parker-usage:{g}:top', 'parker-usage:{g}:top-expiry']));
       // never fell back: a cross-slot script would have failed and switched to in-process counting
       expect(await health()).toBe('redis');
+      expect((await t.app.inject({ url: '/healthz' })).json<{ usage_store: string }>().usage_store).toBe('redis');
       expect(t.logs.lines.filter((line) => line.level === 40 && String(line.msg).includes('Redis'))).toEqual([]);
     } finally {
       await t.app.close();

@@ -112,7 +112,7 @@ export async function callsRoutes(app: FastifyInstance, opts: { config: ChoicesC
     {
       // The route's own limit, so a body past it is refused quoting this figure, not the JSON routes'.
       bodyLimit: CALL_BODY_LIMIT_BYTES,
-      config: { spends: true, quietAccessLog: true },
+      config: { spends: 'call', quietAccessLog: true },
       schema: {
         tags: ['realtime'],
         summary: 'Start a voice call: the service relays the SDP offer, the browser holds no credential',

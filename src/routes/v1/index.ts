@@ -4,13 +4,17 @@ import type { ServiceMetrics } from '../../metrics.js';
 import { originCheck } from '../../plugins/security.js';
 import type { CallManager } from '../../realtime/calls.js';
 import type { SecretMinter } from '../../realtime/minter.js';
+import type { SpendControl } from '../../usage/spend.js';
 import { callsRoutes } from './calls.js';
 import { tokenRoutes } from './token.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The route can cost the operator money (mints a secret, starts a call): limits and budget apply. */
-    spends?: boolean;
+    /**
+     * The route can cost the operator money: it mints a secret (charged SECRET_SPEND_ESTIMATE_USD
+     * while a spend cap is on) or starts a call (priced from its usage). Limits, quota and budget apply.
+     */
+    spends?: 'secret' | 'call';
     /** A /v1 route deliberately outside the guarded scope (none today). */
     public?: boolean;
     /** Set by the /v1 scope on each of its routes: which guards run (the docs read it). */
@@ -44,12 +48,14 @@ export interface V1Options {
   minter: SecretMinter;
   calls: CallManager;
   metrics: ServiceMetrics;
+  spend: SpendControl;
 }
 
 /**
  * Every /v1 route, behind one guard hook: the origin, then the caller's JWT (when on), then for a
- * route with `config: { spends: true }` the client's limits and quota and the service's budget.
- * Each counts only when the checks before it let the request by.
+ * route with `config: { spends }` the client's per-second and per-minute limits; once its request
+ * is valid, the client's daily quota and spend cap and the service's budget (given back when the
+ * request fails after all). Each counts only when the checks before it let the request by.
  */
 export async function v1Routes(app: FastifyInstance, opts: V1Options) {
   app.decorate('v1Scope', true as const);
@@ -67,9 +73,19 @@ export async function v1Routes(app: FastifyInstance, opts: V1Options) {
   app.addHook('onRequest', function v1Guard(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     const refused = refusedOrigin(request);
     if (refused) return done(refused);
-    const spends = request.routeOptions.config.spends === true;
+    const spends = request.routeOptions.config.spends !== undefined;
     if (!authOn && !spends) return done();
     callerAndLimits(request, reply, spends).then(() => done(), done);
+  });
+  app.addHook('preHandler', function v1Allowance(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    const kind = request.routeOptions.config.spends;
+    if (kind === undefined) return done();
+    app.mintAllowance(request, reply, kind).then(() => done(), done);
+  });
+  // A request that fails after its allowance (OpenAI refused, too many calls at once) got nothing: give it back.
+  app.addHook('onResponse', function v1Refund(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    if (reply.statusCode >= 400) request.mintRefund?.();
+    done();
   });
 
   await app.register(tokenRoutes, opts);

@@ -5,6 +5,7 @@ import type { Config } from '../../config.js';
 import { MAX_LOGGED_CHARS } from '../../limits.js';
 import type { ServiceMetrics } from '../../metrics.js';
 import type { SecretMinter } from '../../realtime/minter.js';
+import type { SpendControl } from '../../usage/spend.js';
 import { resolveChoice, tokenRequestSchema, type ChoicesConfig } from '../../realtime/choices.js';
 import { connectionUrls } from '../../realtime/session.js';
 import { errorResponses, NO_STORE } from '../error-responses.js';
@@ -38,16 +39,21 @@ const tokenResponseSchema = z
 
 export async function tokenRoutes(
   app: FastifyInstance,
-  opts: { config: ChoicesConfig & Pick<Config, 'rateLimitPerMinute' | 'openaiBaseUrl'>; minter: SecretMinter; metrics: ServiceMetrics },
+  opts: {
+    config: ChoicesConfig & Pick<Config, 'rateLimitPerMinute' | 'openaiBaseUrl'>;
+    minter: SecretMinter;
+    metrics: ServiceMetrics;
+    spend: Pick<SpendControl, 'countSecret'>;
+  },
 ) {
-  const { config, minter, metrics } = opts;
+  const { config, minter, metrics, spend } = opts;
   const urls = new Map(config.allowedModels.map((model) => [model, connectionUrls(config, model)]));
 
   app.withTypeProvider<ZodTypeProvider>().post(
     '/v1/realtime/token',
     {
       // Each mint already logs its audit line, each refusal its refusal line.
-      config: { spends: true, quietAccessLog: true },
+      config: { spends: 'secret', quietAccessLog: true },
       schema: {
         tags: ['realtime'],
         summary: 'Mint an ephemeral Realtime client secret',
@@ -74,6 +80,7 @@ export async function tokenRoutes(
       }
       const { secret, source, upstreamMs } = outcome;
       metrics.countMint(choice.model, source === 'pool' ? 'pooled' : 'minted');
+      spend.countSecret(choice.model);
       request.log.info(
         {
           audit: 'client_secret_minted',

@@ -1,0 +1,83 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from '../support/app.js';
+import { callIdOf, postSdp, SDP_OFFER } from '../support/calls.js';
+import { requireCommand } from '../support/commands.js';
+import { FakeOpenAI } from '../support/fake-openai.js';
+import { REDIS_BACKENDS, type RedisBackend } from '../support/redis-backends.js';
+import { waitUntil } from '../support/wait.js';
+
+requireCommand('redis-server', 'apt-get install redis-server');
+
+/** $0.070816 at gpt-realtime's prices (see test/realtime/calls-sideband.test.ts). */
+const USAGE = {
+  input_tokens: 300,
+  output_tokens: 1010,
+  input_token_details: { text_tokens: 100, audio_tokens: 200, cached_tokens: 40, cached_tokens_details: { text_tokens: 40, audio_tokens: 0 } },
+  output_token_details: { text_tokens: 10, audio_tokens: 1000 },
+};
+/** "Hung up within 2 s on whichever replica holds it", with room for a slow machine. */
+const CROSS_REPLICA_BOUND_MS = 4_000;
+
+describe.each(REDIS_BACKENDS)('the usage ledger prices and caps relayed calls across two replicas on one Redis ($name, real time)', (kind) => {
+  let redis: RedisBackend;
+  let fake: FakeOpenAI;
+  let a: TestApp;
+  let b: TestApp;
+
+  const usageStore = async (t: TestApp) => (await t.app.inject({ url: '/healthz' })).json<{ usage_store: string }>().usage_store;
+
+  async function watchedCall(t: TestApp, remoteAddress: string): Promise<string> {
+    const response = await postSdp(t.app, SDP_OFFER, { remoteAddress });
+    expect(response.statusCode).toBe(201);
+    const callId = callIdOf(response);
+    await waitUntil(() => fake.sidebandsOpen(callId) === 1, 'the sideband');
+    return callId;
+  }
+
+  beforeAll(async () => {
+    redis = await kind.start();
+    fake = await FakeOpenAI.start();
+    // The spend cap on, through the environment only: the call manager's CallSpend is the ledger's.
+    const env = { ...redis.env, OPENAI_TIMEOUT_MS: '1000', SPEND_PER_CLIENT_PER_DAY_USD: '0.1' };
+    a = await buildTestApp(fake, env);
+    b = await buildTestApp(fake, env);
+    await waitUntil(async () => (await usageStore(a)) === 'redis' && (await usageStore(b)) === 'redis', 'both replicas counting in Redis');
+  });
+
+  afterAll(async () => {
+    await a?.app.close();
+    await b?.app.close();
+    await fake?.close();
+    await redis?.close();
+  });
+
+  it('a client\'s calls on both replicas add up; crossing the cap hangs up both, and its next mint is refused naming the spend', async () => {
+    const onA = await watchedCall(a, '10.0.0.7');
+    const onB = await watchedCall(b, '10.0.0.7');
+    const bystander = await watchedCall(a, '10.0.0.8');
+    const hungUp = (callId: string) => fake.calls.get(callId)?.hungUpAt !== undefined;
+
+    fake.pushResponseDone(onA, USAGE);
+    const spentBy = async (t: TestApp) => (await t.app.spend.report()).clients.find((row) => row.client === 'ip:10.0.0.7')?.spend_usd;
+    await waitUntil(async () => (await spentBy(b)) === 0.070816, 'the first response charged, seen from the other replica');
+    expect(hungUp(onA) || hungUp(onB)).toBe(false);
+
+    const crossedAt = Date.now();
+    fake.pushResponseDone(onB, USAGE);
+    await waitUntil(() => hungUp(onA) && hungUp(onB), 'both calls of the client hung up', CROSS_REPLICA_BOUND_MS + 2_000);
+    const tookMs = Math.max(...[onA, onB].map((id) => (fake.calls.get(id)?.hungUpAt ?? 0) - crossedAt));
+    console.log(`cap crossed on B -> the client's calls on A and B hung up (${kind.name}): ${tookMs} ms`);
+    expect(tookMs).toBeLessThan(CROSS_REPLICA_BOUND_MS);
+    expect(hungUp(bystander)).toBe(false);
+
+    const refused = expectEnvelope(
+      await a.app.inject({ method: 'POST', url: '/v1/realtime/token', remoteAddress: '10.0.0.7', headers: { origin: SITE_ORIGIN } }),
+      429,
+    );
+    expect(refused.error.details).toEqual({ limit_usd: 0.1, spent_usd: 0.141632 });
+    expect(refused.error.message).toContain('Daily spend cap of $0.10 reached ($0.14 spent)');
+    const text = (await b.app.inject({ url: '/metrics' })).body;
+    expect(text).toMatch(/^realtime_spend_usd_total\{model="gpt-realtime"\} 0\.070816$/m);
+    expect(text).toMatch(/^realtime_spend_limit_usd\{scope="client"\} 0\.1$/m);
+  });
+});
