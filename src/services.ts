@@ -144,9 +144,15 @@ export async function createServices(config: Config, deps: AppDeps = {}): Promis
   // day counter did as much). A spend cap adds the global window: a second EVALSHA, sent alongside.
   const usageLog = logger.child({ component: 'usage' });
   const ledger = redis ? new RedisLedger(redis, { log: usageLog, clock: now }) : new MemoryLedger({ log: usageLog, clock: now });
-  const spend = new SpendControl(config, new Pricing(config.realtimePrices), ledger, { registry: metrics.registry, now, log: usageLog });
+  const spend = new SpendControl(config, new Pricing(config.realtimePrices), ledger, {
+    registry: metrics.registry,
+    now,
+    log: usageLog,
+    // The report's active calls per client, from the call store (across replicas with Redis).
+    activeCalls: (clientKeys): Promise<ReadonlyMap<string, number>> => calls.activeCallsOf(clientKeys),
+  });
   // Relayed calls: deadlines shared in Redis when there is one (any replica hangs up what is due).
-  const calls = new CallManager({
+  const calls: CallManager = new CallManager({
     config,
     client,
     sessions: minter,

@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { RedisClient } from '../redis.js';
 
+/** A slot taken while OpenAI is asked for the call: not yet a call. */
+export const PENDING_PREFIX = 'pending:';
+
 /** A relayed call the service must end: who holds it and when it must be over (ms since the epoch). */
 export interface TrackedCall {
   callId: string;
@@ -35,6 +38,8 @@ export interface CallStore {
   nextDue(): Promise<number | undefined>;
   /** Calls not yet finished (across replicas for Redis). */
   activeCount(): Promise<number>;
+  /** How many calls (not pending slots) each of these clients holds now: for the operator's report. */
+  activeCallsOf(clientKeys: readonly string[], now: number): Promise<Map<string, number>>;
   /** Calls whose deadline only this process holds (lost if it stops now). */
   localOnlyCount(): Promise<number>;
 }
@@ -145,6 +150,16 @@ export class MemoryCallStore implements CallStore {
 
   async activeCount(): Promise<number> {
     return this.calls.size;
+  }
+
+  async activeCallsOf(clientKeys: readonly string[], now: number): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    for (const clientKey of clientKeys) {
+      let held = 0;
+      for (const [id, until] of this.slots.get(clientKey) ?? []) if (until > now && !id.startsWith(PENDING_PREFIX)) held += 1;
+      if (held > 0) counts.set(clientKey, held);
+    }
+    return counts;
   }
 
   async localOnlyCount(): Promise<number> {
@@ -441,6 +456,17 @@ export class RedisCallStore implements CallStore {
 
   async activeCount(): Promise<number> {
     return this.redis.zcard(DEADLINES);
+  }
+
+  async activeCallsOf(clientKeys: readonly string[], now: number): Promise<Map<string, number>> {
+    // One read per client, each in its own key (and slot): the top clients of the report at most.
+    const held = await Promise.all(clientKeys.map((clientKey) => this.redis.zrangebyscore(slotsKey(clientKey), `(${now}`, '+inf')));
+    const counts = new Map<string, number>();
+    clientKeys.forEach((clientKey, i) => {
+      const calls = (held[i] ?? []).filter((id) => !id.startsWith(PENDING_PREFIX)).length;
+      if (calls > 0) counts.set(clientKey, calls);
+    });
+    return counts;
   }
 
   async localOnlyCount(): Promise<number> {

@@ -6,7 +6,7 @@ import type { CircuitBreaker } from '../openai/circuit-breaker.js';
 import type { OpenAIClient } from '../openai/client.js';
 import { UpstreamError, upstreamAppError } from '../openai/upstream-error.js';
 import { TOKEN_KINDS, type CallSpend } from './call-spend.js';
-import type { CallStore, TrackedCall } from './calls-store.js';
+import { PENDING_PREFIX, type CallStore, type TrackedCall } from './calls-store.js';
 import type { SessionChoice } from './choices.js';
 import type { SecretMinter } from './minter.js';
 import type { Sideband, Sidebands } from './sideband.js';
@@ -93,7 +93,7 @@ export class CallManager {
   /** Takes a slot, asks OpenAI to answer the offer, and sets the call's deadline. */
   async start(choice: SessionChoice, sdp: string, clientKey: string, log: FastifyBaseLogger): Promise<StartedCall> {
     const { config, client, breaker, now, sessions } = this.options;
-    const slotId = `pending:${randomUUID()}`;
+    const slotId = `${PENDING_PREFIX}${randomUUID()}`;
     // A pending slot outlives the slowest possible OpenAI answer, then frees itself if we die.
     const store = await this.reserve(clientKey, slotId, now() + client.deadlineMs + 5_000);
     const { session, instructions } = sessions.sessionFor(choice);
@@ -146,6 +146,11 @@ export class CallManager {
 
   async activeCount(): Promise<number> {
     return this.options.store.activeCount();
+  }
+
+  /** Calls each of these clients holds now (across replicas with Redis): the operator's report. */
+  activeCallsOf(clientKeys: readonly string[]): Promise<ReadonlyMap<string, number>> {
+    return this.options.store.activeCallsOf(clientKeys, this.options.now());
   }
 
   /** Starts watching deadlines. */

@@ -135,6 +135,11 @@ export class FailoverCallStore implements CallStore {
     return shared + [...this.unshared].filter((id) => this.own.has(id)).length;
   }
 
+  async activeCallsOf(clientKeys: readonly string[], now: number): Promise<Map<string, number>> {
+    const shared = this.state.shared ? await this.onShared(() => this.shared.activeCallsOf(clientKeys, now)) : undefined;
+    return shared ?? this.own.activeCallsOf(clientKeys, now);
+  }
+
   async localOnlyCount(): Promise<number> {
     return [...this.unshared].filter((id) => this.own.has(id)).length;
   }

@@ -1,6 +1,7 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { expectEnvelope, SITE_ORIGIN, useFakeOpenAI, type TestApp } from '../support/app.js';
+import { endCall, postSdp } from '../support/calls.js';
 
 const openai = useFakeOpenAI();
 
@@ -130,5 +131,16 @@ describe('/admin and /admin/usage', () => {
     const raw = JSON.stringify(usage);
     expect(raw).not.toContain('ek_');
     expect(raw).not.toContain(t.config.openaiApiKey);
+  });
+
+  it('/admin/usage shows each client\'s relayed calls while they run, and none once ended', async () => {
+    const t = await openai.app({ ADMIN_TOKEN: TOKEN });
+    const usage = async () => (await get(t, '/admin/usage', { authorization: `Bearer ${TOKEN}` })).json<Usage>();
+    const first = await postSdp(t.app, undefined, { remoteAddress: '203.0.113.9' });
+    const second = await postSdp(t.app, undefined, { remoteAddress: '203.0.113.9' });
+    expect([first.statusCode, second.statusCode]).toEqual([201, 201]);
+    expect((await usage()).clients.find((c) => c.client === 'ip:203.0.113.9')).toMatchObject({ mints: 2, active_calls: 2 });
+    expect((await endCall(t.app, String(first.headers.location), '203.0.113.9')).statusCode).toBe(204);
+    expect((await usage()).clients.find((c) => c.client === 'ip:203.0.113.9')?.active_calls).toBe(1);
   });
 });
