@@ -6,10 +6,11 @@ import autocannon from 'autocannon';
 import { SignJWT } from 'jose';
 import { inProcessFigures } from './in-process.js';
 import { realisticFigures } from './realistic.js';
+import { sidebandFigures } from './sideband.js';
 import { cpuMs, ORIGIN, peakRssMb, startBaseline, startFake, startService, stop, type Proc } from './support.js';
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 8);
-// BENCH_ONLY=realistic or BENCH_ONLY=cpu runs one part and prints it, leaving BENCHMARKS.md alone.
+// BENCH_ONLY=realistic, BENCH_ONLY=sideband or BENCH_ONLY=cpu runs one part and prints it, leaving BENCHMARKS.md alone.
 const ONLY = process.env.BENCH_ONLY;
 // Caller authentication on (AUTH_JWT_SECRET), every request with the same signed JWT, as a
 // signed-in extension sends it. BENCH_AUTH=hs256 turns it on for BENCH_ONLY=cpu.
@@ -73,11 +74,15 @@ async function coldWarm(url: string): Promise<{ coldMs: number; warmMs: number }
 
 const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(2));
 
+/** CPU ratios of the 50-connection rows without auth, by upstream latency: what issue 14's goal judges. */
+const goalRatios = new Map<number, { service: number; baseline: number; ratio: number }>();
+
 /** One row of the main table: the service and the baseline under the same load. */
 async function compare(service: Proc, baseline: Proc, latency: number, connections: number, auth?: Auth): Promise<string> {
   const base = await load(baseline, connections, auth);
   const svc = await load(service, connections, auth);
   const cpuRatio = base.cpuUsPerRequest > 0 ? svc.cpuUsPerRequest / base.cpuUsPerRequest : 0;
+  if (connections === 50 && !auth) goalRatios.set(latency, { service: svc.cpuUsPerRequest, baseline: base.cpuUsPerRequest, ratio: cpuRatio });
   const row = `| ${latency} ms${auth ? ', auth HS256' : ''} | ${connections} | ${svc.rps} | ${fmt(svc.p50)} | ${fmt(svc.p975)} / ${fmt(svc.p99)} | ${svc.cpuUsPerRequest} | ${base.rps} | ${fmt(base.p50)} | ${fmt(base.p975)} / ${fmt(base.p99)} | ${base.cpuUsPerRequest} | ${cpuRatio.toFixed(2)} | ${fmt(svc.p99 - base.p99)} | ${svc.errors + svc.non2xx} |`;
   process.stdout.write(`${row}\n`);
   return row;
@@ -88,6 +93,10 @@ const HEADER = [
   '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
 ];
 
+if (ONLY === 'sideband') {
+  for (const line of await sidebandFigures()) process.stdout.write(`- ${line}\n`);
+  process.exit(0);
+}
 if (ONLY === 'realistic') {
   for (const line of await realisticFigures()) process.stdout.write(`${line}\n`);
   process.exit(0);
@@ -110,6 +119,7 @@ if (ONLY === 'cpu') {
 
 const rows: string[] = [];
 const notes: string[] = [];
+const rssDeltas = new Map<number, number>();
 
 for (const latency of [0, 300]) {
   const fake = await startFake(latency);
@@ -126,16 +136,29 @@ for (const latency of [0, 300]) {
     rows.push(await compare(authed, baseline, latency, 50, hs256));
     await stop(authed);
   }
-  notes.push(
-    `Peak RSS after the ${latency} ms runs: service ${peakRssMb(service.child.pid!)} MB, baseline ${peakRssMb(baseline.child.pid!)} MB.`,
-  );
+  const serviceRss = peakRssMb(service.child.pid!);
+  const baselineRss = peakRssMb(baseline.child.pid!);
+  rssDeltas.set(latency, serviceRss - baselineRss);
+  notes.push(`Peak RSS after the ${latency} ms runs: service ${serviceRss} MB, baseline ${baselineRss} MB.`);
   await stop(service);
   await stop(baseline);
   await stop(fake);
 }
 
 notes.push(...(await inProcessFigures()));
+// Issue 14's goals, judged on this run: CPU per mint at most 1.5x the passthrough at 0 and 300 ms
+// upstream (every guard on), peak RSS at most the passthrough's + 15 MB.
+const goals = ['## Goals (this run)', ''];
+for (const [latency, g] of goalRatios) {
+  goals.push(`- CPU per mint at ${latency} ms upstream, 50 connections: ${g.service} µs vs ${g.baseline} µs = ${g.ratio.toFixed(2)}x (goal <= 1.50x): ${g.ratio <= 1.5 ? 'met' : 'NOT met'}.`);
+}
+for (const [latency, delta] of rssDeltas) {
+  goals.push(`- Peak RSS after the ${latency} ms runs: service - baseline = ${delta} MB (goal <= 15 MB): ${delta <= 15 ? 'met' : 'NOT met'}.`);
+}
+goals.push('');
+process.stdout.write(`${goals.join('\n')}\n`);
 const realistic = await realisticFigures();
+const sideband = await sidebandFigures();
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 const table = [
@@ -158,7 +181,13 @@ const table = [
   '',
   ...notes.map((n) => `- ${n}`),
   '',
+  ...goals,
   ...realistic,
+  '',
+  '## Relayed calls watched over the sideband (bench/sideband.ts)',
+  '',
+  ...sideband.map((n) => `- ${n}`),
+  '',
 ];
 writeFileSync(new URL('../BENCHMARKS.md', import.meta.url), table.join('\n'));
 process.stdout.write(`${table.join('\n')}\n`);
