@@ -48,7 +48,8 @@ export interface PricedUsage {
 }
 
 type Kind = keyof TokenCounts;
-const KINDS: readonly Kind[] = [
+/** Every kind of token a response is charged for, in the order the audit line lists them. */
+export const TOKEN_KINDS: readonly Kind[] = [
   'text_input',
   'text_cached_input',
   'text_output',
@@ -269,7 +270,7 @@ export class Pricing {
     const tokens = tokenCounts(usage, prices);
     if (isProblem(tokens)) return tokens;
     let pico = 0n;
-    for (const kind of KINDS) pico += BigInt(tokens[kind]) * prices[kind];
+    for (const kind of TOKEN_KINDS) pico += BigInt(tokens[kind]) * prices[kind];
     // Whole nano-dollars, rounded up: exact for every price with at most 3 decimals (all of OpenAI's).
     const costNanoUsd = Number((pico + 999n) / 1000n);
     return { tokens, costNanoUsd, costUsd: costNanoUsd / 1e9 };

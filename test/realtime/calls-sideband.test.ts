@@ -71,7 +71,7 @@ describe('every relayed call is watched over its sideband', () => {
         reason: 'delete',
         responses: 2,
         cost_usd: 2 * USAGE_USD,
-        tokens: { text_input: 120, text_cached_input: 80, text_output: 20, audio_input: 400, audio_cached_input: 0, audio_output: 2000 },
+        tokens: { text_input: 120, text_cached_input: 80, text_output: 20, audio_input: 400, audio_cached_input: 0, audio_output: 2000, image_input: 0, image_cached_input: 0 },
       }),
     ]);
     await waitUntil(() => openai.fake.sidebandsOpen(callId) === 0, 'the sideband closed');

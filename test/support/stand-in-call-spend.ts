@@ -1,55 +1,19 @@
 import type { Redis } from 'ioredis';
-import type { CallSpend, PricedUsage, TokenCounts } from '../../src/realtime/call-spend.js';
+import type { CallSpend } from '../../src/realtime/call-spend.js';
+import { Pricing, type PricedUsage } from '../../src/usage/pricing.js';
 
 /*
  * A STAND-IN for helper ledger's CallSpend (src/usage/spend.ts), for the call manager's tests while
  * that is not merged: real arithmetic and real counting (in memory, or in a real Redis shared by
- * replicas), but no day window, no failover and a one-model price table. Not the product's ledger.
+ * replicas) with the product's pricing, but no day window and no failover. Not the product's ledger.
  */
 
-/** USD per 1M tokens (SPEC.md "Prices", gpt-realtime). */
-export const STAND_IN_PRICES: Record<string, TokenCounts> = {
-  'gpt-realtime': { text_input: 4, text_cached_input: 0.4, text_output: 16, audio_input: 32, audio_cached_input: 0.4, audio_output: 64 },
-};
+const pricing = new Pricing();
 
-type Json = Record<string, unknown>;
-const isRecord = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
-const count = (node: unknown, key: string): number | undefined => {
-  const value = isRecord(node) ? node[key] : 0;
-  if (value === undefined) return 0;
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value : undefined;
-};
-
-/** response.usage -> tokens by kind and integer nano-dollars; undefined for garbage or an unknown model. */
+/** response.usage -> tokens by kind and integer nano-dollars, by the product's own pricing; undefined for garbage or an unknown model. */
 export function standInPrice(model: string, usage: unknown): PricedUsage | undefined {
-  const prices = STAND_IN_PRICES[model];
-  if (!prices || !isRecord(usage)) return undefined;
-  const input = usage.input_token_details;
-  const cached = isRecord(input) ? input.cached_tokens_details : undefined;
-  const output = usage.output_token_details;
-  const raw = {
-    text: count(input, 'text_tokens'),
-    audio: count(input, 'audio_tokens'),
-    textCached: count(cached, 'text_tokens'),
-    audioCached: count(cached, 'audio_tokens'),
-    textOut: count(output, 'text_tokens'),
-    audioOut: count(output, 'audio_tokens'),
-  };
-  if (Object.values(raw).some((value) => value === undefined)) return undefined;
-  const r = raw as Record<keyof typeof raw, number>;
-  if (r.textCached > r.text || r.audioCached > r.audio) return undefined;
-  const tokens: TokenCounts = {
-    text_input: r.text - r.textCached,
-    text_cached_input: r.textCached,
-    text_output: r.textOut,
-    audio_input: r.audio - r.audioCached,
-    audio_cached_input: r.audioCached,
-    audio_output: r.audioOut,
-  };
-  // USD per 1M tokens = 1,000 nano-dollars per token per dollar of price.
-  let costNanoUsd = 0;
-  for (const kind of Object.keys(tokens) as (keyof TokenCounts)[]) costNanoUsd += Math.round(tokens[kind] * prices[kind] * 1000);
-  return { tokens, costNanoUsd, costUsd: costNanoUsd / 1e9 };
+  const priced = pricing.price(model, usage);
+  return priced && 'tokens' in priced ? priced : undefined;
 }
 
 export interface StandInCaps {
