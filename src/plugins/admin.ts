@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { adminPage } from '../admin/page.js';
-import type { UsageReport } from '../admin/usage-report.js';
+import { usageReportSchema, type UsageReport } from '../admin/usage-report.js';
 import { AppError } from '../errors.js';
 import { operatorTokenCheck } from '../operator-token.js';
+import { errorResponses, NO_STORE } from '../routes/error-responses.js';
 
 export interface AdminOptions {
   /** ADMIN_TOKEN: the bearer, or the Basic password. */
@@ -47,10 +48,35 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions) {
     return adminPage();
   });
 
-  app.get('/admin/usage', { schema: { hide: true }, config: routeConfig }, async (_request, reply) => {
-    reply.type('application/json; charset=utf-8');
-    return JSON.stringify(await opts.usage());
-  });
+  app.get(
+    '/admin/usage',
+    {
+      config: routeConfig,
+      schema: {
+        tags: ['operations'],
+        summary: 'Operators: mints, spend and active calls per client (only with ADMIN_TOKEN)',
+        description:
+          'The JSON behind the `/admin` page. Requires `Authorization: Bearer <ADMIN_TOKEN>`, or HTTP Basic with the ' +
+          'token as the password (so a browser can open the page); without it, 401 with ' +
+          '`WWW-Authenticate: Basic realm="admin"`. Absent (404) when ADMIN_TOKEN is unset. Never answered with CORS headers.',
+        responseHeaders: { 200: { 'Cache-Control': NO_STORE } },
+        response: {
+          200: usageReportSchema,
+          ...errorResponses([401], {
+            401: {
+              when: 'the operator token is missing or wrong (`WWW-Authenticate: Basic realm="admin"`)',
+              todo: 'send `Authorization: Bearer <ADMIN_TOKEN>`, or Basic with the token as the password',
+              example: { message: 'The operator token is missing or wrong (Bearer ADMIN_TOKEN, or Basic with it as the password).' },
+            },
+          }),
+        },
+      },
+    },
+    async (_request, reply) => {
+      reply.type('application/json; charset=utf-8');
+      return JSON.stringify(await opts.usage());
+    },
+  );
 
   // A preflight gets no CORS answer either (the auth hook refuses it): @fastify/cors's catch-all
   // OPTIONS route would otherwise answer it for every origin in CORS_ORIGINS.

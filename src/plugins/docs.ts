@@ -148,7 +148,8 @@ export const docs = fp(
         // The /v1 scope marks its routes: they all check the Origin (and the JWT when auth is on).
         const guard = input.route?.config?.guard;
         const response: Record<string, unknown> = { ...EVERY_ROUTE, ...(schema.response as Record<string, unknown> | undefined) };
-        if (!(guard && bearerAuth)) delete response['401'];
+        // A /v1 route answers 401 only with caller authentication on; a route with its own token (/admin/usage) always may.
+        if (guard && !bearerAuth) delete response['401'];
         const output = jsonSchemaTransform({ ...input, schema: { ...schema, response } });
         const transformed: JsonSchema = { ...(output.schema as JsonSchema), headers: guard ? guardedHeaders : openHeaders };
         if (guard && bearerAuth) transformed.security = [{ bearerAuth: [] }];

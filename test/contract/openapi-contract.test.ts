@@ -17,6 +17,8 @@ import { multipartBody, TrafficRecorder, type Exchange, type OutgoingRequest } f
 const JWT_SECRET = 'contract-test-secret-0123456789abcdef';
 const OFFER = CANNED_SDP_ANSWER.replace('a=setup:active', 'a=setup:actpass');
 const BIG_HEADER = 'x'.repeat(9 * 1024);
+const ADMIN_TOKEN = 'contract-admin-token-0123456789abcdef';
+const ADMIN = 'GET /admin/usage';
 
 /** Each case is its own client (TRUST_PROXY=1), so the limits of one never refuse another. */
 const COMMON: Env = {
@@ -27,6 +29,8 @@ const COMMON: Env = {
   RATE_LIMIT_PER_MINUTE: '3',
   // One upstream check at boot, none during the cases: scripted answers are for the cases alone.
   HEALTH_CHECK_INTERVAL: '3600',
+  // /admin/usage is in the document (and judged) only when the operator's token is set.
+  ADMIN_TOKEN: ADMIN_TOKEN,
 };
 const CONFIGS = {
   /** The default deployment: no caller authentication. */
@@ -94,6 +98,14 @@ const CALLS = 'POST /v1/realtime/calls';
 const DELETE = 'DELETE /v1/realtime/calls/{call_id}';
 
 const CASES: Case[] = [
+  // /admin/usage: the operator's JSON
+  { operation: ADMIN, status: 200, config: 'open', what: 'the operator token as a bearer', request: 'valid', run: async (ctx) => {
+    await mint(ctx);
+    return ctx.send({ method: 'GET', path: '/admin/usage', headers: { ...ctx.headers, authorization: `Bearer ${ADMIN_TOKEN}` } });
+  } },
+  { operation: ADMIN, status: 401, config: 'open', what: 'no operator token', request: 'valid', run: (ctx) => ctx.send({ method: 'GET', path: '/admin/usage', headers: ctx.headers }) },
+  { operation: ADMIN, status: 431, config: 'open', what: 'headers over 8 KiB', request: 'valid', run: (ctx) => ctx.send({ method: 'GET', path: '/admin/usage', headers: { ...ctx.headers, 'x-padding': BIG_HEADER } }) },
+  { operation: ADMIN, status: 503, config: 'open', what: 'the replica is shutting down', request: 'valid', run: (ctx) => ctx.whileClosing({ method: 'GET', path: '/admin/usage', headers: ctx.headers }) },
   // GET /, /healthz, /readyz
   ...(['/', '/healthz', '/readyz'] as const).flatMap((path): Case[] => [
     { operation: `GET ${path}`, status: 200, config: 'open', what: 'answers', request: 'valid', run: (ctx) => ctx.send({ method: 'GET', path, headers: ctx.headers }) },
