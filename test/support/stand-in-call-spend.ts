@@ -1,11 +1,10 @@
-import type { Redis } from 'ioredis';
 import type { CallSpend } from '../../src/realtime/call-spend.js';
 import { Pricing, type PricedUsage } from '../../src/usage/pricing.js';
 
 /*
- * A STAND-IN for helper ledger's CallSpend (src/usage/spend.ts), for the call manager's tests while
- * that is not merged: real arithmetic and real counting (in memory, or in a real Redis shared by
- * replicas) with the product's pricing, but no day window and no failover. Not the product's ledger.
+ * A CallSpend that records every charge, for the call manager's own tests (what was charged, in
+ * order): the product's pricing, counted in this process, no day window. Tests of caps across
+ * replicas use the product's ledger itself (test/redis/calls-spend-*.test.ts).
  */
 
 const pricing = new Pricing();
@@ -53,34 +52,7 @@ export class InMemoryStandInCallSpend implements CallSpend {
   }
 }
 
-/** Spend counted in a real Redis (INCRBY of nano-dollars), shared by every app pointed at it. */
-export class RedisStandInCallSpend implements CallSpend {
-  readonly enforcing: boolean;
 
-  constructor(
-    private readonly redis: Redis,
-    private readonly caps: StandInCaps,
-  ) {
-    this.enforcing = caps.clientCapUsd !== undefined || caps.globalCapUsd !== undefined;
-  }
-
-  async charge(clientKey: string, model: string, usage: unknown) {
-    const priced = standInPrice(model, usage);
-    const cost = priced?.costNanoUsd ?? 0;
-    const [client, global] = (await this.redis.multi().incrby(clientSpendKey(clientKey), cost).incrby(GLOBAL_KEY, cost).exec()) ?? [];
-    return { priced, capped: verdict(this.caps, Number(client?.[1] ?? 0), Number(global?.[1] ?? 0)) };
-  }
-
-  async capped(clientKeys: readonly string[]) {
-    const { clientCapUsd, globalCapUsd } = this.caps;
-    const values = await this.redis.mget(GLOBAL_KEY, ...clientKeys.map(clientSpendKey));
-    const clients = new Set(clientKeys.filter((_key, i) => clientCapUsd !== undefined && Number(values[i + 1] ?? 0) >= clientCapUsd * 1e9));
-    return { global: globalCapUsd !== undefined && Number(values[0] ?? 0) >= globalCapUsd * 1e9, clients };
-  }
-}
-
-const GLOBAL_KEY = 'stand-in-spend:global';
-const clientSpendKey = (clientKey: string) => `stand-in-spend:client:${clientKey}`;
 
 function verdict(caps: StandInCaps, clientNano: number, globalNano: number): 'client' | 'global' | undefined {
   if (caps.globalCapUsd !== undefined && globalNano >= caps.globalCapUsd * 1e9) return 'global';
