@@ -1,50 +1,9 @@
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { SignJWT } from 'jose';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { expectEnvelope, SITE_ORIGIN, useFakeOpenAI, type TestApp } from '../support/app.js';
+import { JwksServer, signingKey, type SigningKey } from '../support/jwks-server.js';
 
 const openai = useFakeOpenAI();
-
-/** A JWKS endpoint on loopback, as an identity provider publishes one; keys can be rotated. */
-class JwksServer {
-  keys: JWK[] = [];
-  fetches = 0;
-  private constructor(
-    private readonly server: Server,
-    readonly url: string,
-  ) {}
-
-  static async start(): Promise<JwksServer> {
-    const server = createServer();
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const jwks = new JwksServer(server, `http://127.0.0.1:${(server.address() as { port: number }).port}/.well-known/jwks.json`);
-    server.on('request', (_req, res) => {
-      jwks.fetches += 1;
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ keys: jwks.keys }));
-    });
-    return jwks;
-  }
-
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    this.server.close();
-    await once(this.server, 'close');
-  }
-}
-
-interface SigningKey {
-  kid: string;
-  privateKey: CryptoKey;
-  jwk: JWK;
-}
-
-async function signingKey(kid: string, alg = 'RS256'): Promise<SigningKey> {
-  const { publicKey, privateKey } = await generateKeyPair(alg);
-  return { kid, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' } };
-}
 
 const ISSUER = 'https://auth.example.com/';
 const AUDIENCE = 'parker-extension';
