@@ -13,6 +13,7 @@
 //   in the first 50 s of a 90 s run can go stale inside it and waste is measured, not assumed (with
 //   the 120/30 of earlier runs nothing could go stale before the run ended). A short usable life
 //   only makes waste likelier, so the figure per TTL window is an upper bound for longer TTLs.
+import { loadavg } from 'node:os';
 import { Pool } from 'undici';
 import { DEFAULT_VOICES } from '../src/config.js';
 import { cpuMs, ORIGIN, peakRssMb, quantile, startFake, startService, stop } from './support.js';
@@ -98,10 +99,17 @@ async function upstreamMints(url: string): Promise<number> {
   return total;
 }
 
-/** Poisson arrivals for `seconds`; resolves with every request once all are back (failures included). */
-async function drive(url: string, seconds: number, random: () => number): Promise<Sample[]> {
+// A send this late was held up by the machine (other work on the shared cores), not by the service.
+const LATE_MS = 30;
+
+/**
+ * Poisson arrivals for `seconds`; resolves with every request once all are back (failures
+ * included), and how many were sent more than LATE_MS after their time.
+ */
+async function drive(url: string, seconds: number, random: () => number): Promise<{ samples: Sample[]; late: number }> {
   const client = new Pool(url, { connections: 256, pipelining: 1 });
   const samples: Sample[] = [];
+  let late = 0;
   const pending: Promise<void>[] = [];
   const started = performance.now();
   let at = 0;
@@ -110,6 +118,7 @@ async function drive(url: string, seconds: number, random: () => number): Promis
     if (at >= seconds * 1000) break;
     const wait = started + at - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (performance.now() - started - at > LATE_MS) late += 1;
     const { kind, body } = nextRequest(random);
     const sent = performance.now();
     pending.push(
@@ -131,7 +140,7 @@ async function drive(url: string, seconds: number, random: () => number): Promis
   }
   await Promise.all(pending);
   await client.close();
-  return samples;
+  return { samples, late };
 }
 
 interface RunFigures {
@@ -153,6 +162,9 @@ interface RunFigures {
   cpuUsPerRequest: number;
   rssMb: number;
   errors: number;
+  /** Sends more than LATE_MS behind schedule, and the 1-minute load average at the end: how busy the machine was. */
+  lateSends: number;
+  load: number;
 }
 
 async function run(fakeUrl: string, label: string, seed: number, env: Record<string, string>): Promise<RunFigures> {
@@ -169,7 +181,8 @@ async function run(fakeUrl: string, label: string, seed: number, env: Record<str
   const before = await poolInfo(service.url);
   const upstreamBefore = await upstreamMints(service.url);
   const cpuBefore = cpuMs(service.child.pid!);
-  const samples = await drive(service.url, MEASURE_S, random);
+  const { samples, late } = await drive(service.url, MEASURE_S, random);
+  const load = loadavg()[0] ?? 0;
   const cpuUsed = cpuMs(service.child.pid!) - cpuBefore;
   const after = await poolInfo(service.url);
   const upstream = (await upstreamMints(service.url)) - upstreamBefore;
@@ -199,6 +212,8 @@ async function run(fakeUrl: string, label: string, seed: number, env: Record<str
     cpuUsPerRequest: (cpuUsed * 1000) / Math.max(1, samples.length),
     rssMb,
     errors: samples.filter((s) => s.status !== 200).length,
+    lateSends: late,
+    load,
   };
 }
 
@@ -244,13 +259,15 @@ export async function realisticFigures(): Promise<string[]> {
     `counted. From the pool: answered (200) in under ${HIT_BELOW_MS} ms, over all requests (no mint comes back in under 200 ms:`,
     "it was served from the pool, or by a refill about to land); the pool's own hit count has only the former. \"Six hot\" =",
     'the default and the five popular configurations (95 % of the traffic). CPU µs/req and peak RSS: the service process.',
+    `Machine: late sends = requests the load generator sent over ${LATE_MS} ms behind schedule; load = 1-minute load average at`,
+    'the end of the run (the cores are shared): a busy machine delays answers from the pool too.',
     `Goals (issue 14): p90 < ${GOALS.p90BelowMs} ms, at least ${GOALS.fromPoolAtLeast * 100} % from the pool, at most ${POOL_SIZE} (the pool's size) wasted per TTL window.`,
     '',
-    '| run (seed) | requests | p50 | p90 | p99 | from the pool | six hot from the pool | pool hits (share of all) | wasted (per TTL window) | OpenAI mints/s | CPU µs/req | peak RSS MB | errors | goals |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| run (seed) | requests | p50 | p90 | p99 | from the pool | six hot from the pool | pool hits (share of all) | wasted (per TTL window) | OpenAI mints/s | CPU µs/req | peak RSS MB | errors | machine | goals |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...results.map((r) => {
       const missed = missedGoals(r);
-      return `| ${r.label} (${r.seed}) | ${r.requests} | ${ms(r.p50)} | ${ms(r.p90)} | ${ms(r.p99)} | ${pct(r.fromPool)} | ${pct(r.hotFromPool)} | ${r.poolHits} (${pct(r.poolHitShare)}) | ${r.wasted} (${r.wastedPerTtlWindow.toFixed(1)}) | ${r.upstreamPerSecond.toFixed(1)} | ${Math.round(r.cpuUsPerRequest)} | ${r.rssMb} | ${r.errors} | ${missed.length === 0 ? 'met' : `missed: ${missed.join('; ')}`} |`;
+      return `| ${r.label} (${r.seed}) | ${r.requests} | ${ms(r.p50)} | ${ms(r.p90)} | ${ms(r.p99)} | ${pct(r.fromPool)} | ${pct(r.hotFromPool)} | ${r.poolHits} (${pct(r.poolHitShare)}) | ${r.wasted} (${r.wastedPerTtlWindow.toFixed(1)}) | ${r.upstreamPerSecond.toFixed(1)} | ${Math.round(r.cpuUsPerRequest)} | ${r.rssMb} | ${r.errors} | ${r.lateSends} late sends, load ${r.load.toFixed(1)} | ${missed.length === 0 ? 'met' : `missed: ${missed.join('; ')}`} |`;
     }),
     '',
     `Goals met in ${met} of ${judged.length} runs.`,
