@@ -168,25 +168,25 @@ function poissonAt(mean: number, k: number): number {
 }
 
 /**
- * Slots plus room for the refills in flight, so that the slots count secrets ready, not ready or
- * coming: a slot no longer stands empty for a round trip each time its secret is taken. `inFlight`
- * is the mean number of refills on their way over all demand (drain rate x replacement time); the
- * configurations with slots get their weight's part of it (rounded over the lot), one at a time,
- * each to the configuration where it saves the most misses. A configuration's refills in flight
- * are Poisson with its part of the mean, and a request finds it empty when as many are in flight
- * as it has room for, so one more saves weight x P(in flight = its room).
+ * Slots plus room for the refills on their way, so that the slots count secrets ready, not ready or
+ * coming: a slot no longer stands empty for a round trip each time its secret is taken.
+ * `onTheirWay` is the mean number of refills on their way over all demand (drain rate x
+ * replacement time); the configurations with slots get room for their weight's part of it (rounded
+ * over the lot), one refill at a time, each where it saves the most misses. A configuration's
+ * refills on their way are Poisson with its part of the mean, and a request finds it empty when as
+ * many are on their way as it has room for, so one more saves weight x P(on their way = its room).
  */
-export function withRefillsInFlight(
+export function withRoomForRefills(
   slots: ReadonlyMap<string, number>,
   demands: readonly { key: string; weight: number }[],
-  inFlight: number,
+  onTheirWay: number,
 ): Map<string, number> {
   const targets = new Map(slots);
   const all = demands.reduce((s, d) => s + d.weight, 0);
-  if (all <= 0 || inFlight <= 0) return targets;
+  if (all <= 0 || onTheirWay <= 0) return targets;
   const slotted = demands
     .filter((d) => slots.has(d.key) && d.weight > 0)
-    .map((d) => ({ key: d.key, weight: d.weight, mean: (inFlight * d.weight) / all }));
+    .map((d) => ({ key: d.key, weight: d.weight, mean: (onTheirWay * d.weight) / all }));
   let extra = Math.round(slotted.reduce((s, d) => s + d.mean, 0));
   for (; extra > 0; extra--) {
     let best: (typeof slotted)[number] | undefined;

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { MintedSecret } from '../openai/client.js';
-import { allocateSlots, DecayingCount, DemandModel, withRefillsInFlight } from './demand.js';
+import { allocateSlots, DecayingCount, DemandModel, withRoomForRefills } from './demand.js';
 
 /** `demand`: warm what clients ask for; `default`: only the default session (the pool before). */
 export type PoolMode = 'demand' | 'default';
@@ -120,7 +120,7 @@ export class SecretPool<C = unknown> {
   /** Demand weight of each configuration with a target, as of the last allocation. */
   private weights = new Map<string, number>();
   /** Refills on their way allowed on top of `size`, as of the last allocation. */
-  private inFlightAllowance = 0;
+  private roomForRefills = 0;
   /**
    * Moving average of a secret's replacement time (demand clock, ms): from leaving the pool to its
    * refill landing, the wait for a turn under the refill cap included. Unknown until a refill lands.
@@ -188,7 +188,7 @@ export class SecretPool<C = unknown> {
     const bucket = this.buckets.get(key);
     if (bucket) this.dropStale(bucket);
     const secret = bucket?.secrets.shift();
-    if (secret) this.owe(bucket!);
+    if (secret && bucket) this.owe(bucket);
     const counters = this.countersFor(key);
     if (secret) {
       this.hits += 1;
@@ -236,8 +236,8 @@ export class SecretPool<C = unknown> {
   }
 
   /**
-   * Secrets each configuration should have ready or coming now, by demand: its slots plus its share
-   * of the refills in flight (a fresh look, not the cached one).
+   * Secrets each configuration should have ready or coming now, by demand: its slots plus room for
+   * its refills on their way (a fresh look, not the cached one).
    */
   get allocation(): ReadonlyMap<string, number> {
     return this.allocate().targets;
@@ -247,10 +247,10 @@ export class SecretPool<C = unknown> {
    * Refills the drain keeps on their way (waiting for a turn, or at OpenAI): drain rate x replacement
    * time, at most `size` (0 until a refill has landed).
    */
-  get expectedRefillsInFlight(): number {
+  get expectedRefillsOnTheirWay(): number {
     if (this.replaceMs === undefined) return 0;
-    const inFlight = (this.drain.ratePerSecondAt(this.demandClock()) * this.replaceMs) / 1000;
-    return Math.min(this.options.size, inFlight);
+    const onTheirWay = (this.drain.ratePerSecondAt(this.demandClock()) * this.replaceMs) / 1000;
+    return Math.min(this.options.size, onTheirWay);
   }
 
   /**
@@ -286,18 +286,18 @@ export class SecretPool<C = unknown> {
     return true;
   }
 
-  private allocate(): { targets: Map<string, number>; weights: Map<string, number>; inFlight: number } {
+  private allocate(): { targets: Map<string, number>; weights: Map<string, number>; room: number } {
     const { seed, size } = this.options;
     const demands = this.mode === 'default' ? [{ key: seed.key, weight: 1 }] : this.demand.snapshot();
     const slots =
       this.mode === 'default'
         ? new Map([[seed.key, size]])
         : allocateSlots(demands, { total: size, minWeight: this.tuning.minWeight, usesPerWeight: this.usesPerWeight });
-    const targets = withRefillsInFlight(slots, demands, this.expectedRefillsInFlight);
+    const targets = withRoomForRefills(slots, demands, this.expectedRefillsOnTheirWay);
     const weights = new Map(demands.filter((d) => targets.has(d.key)).map((d) => [d.key, d.weight]));
-    let inFlight = 0;
-    for (const [key, target] of targets) inFlight += target - (slots.get(key) ?? 0);
-    return { targets, weights, inFlight };
+    let room = 0;
+    for (const [key, target] of targets) room += target - (slots.get(key) ?? 0);
+    return { targets, weights, room };
   }
 
   /**
@@ -309,7 +309,7 @@ export class SecretPool<C = unknown> {
     const now = performance.now();
     const due = this.allocatedAt + REALLOCATE_MS - now;
     if (due <= 0) {
-      ({ targets: this.targets, weights: this.weights, inFlight: this.inFlightAllowance } = this.allocate());
+      ({ targets: this.targets, weights: this.weights, room: this.roomForRefills } = this.allocate());
       this.allocatedAt = now;
       this.demandSinceAllocation = false;
     } else if (this.demandSinceAllocation && !this.reallocateTimer) {
@@ -399,7 +399,7 @@ export class SecretPool<C = unknown> {
   private hasRoom(): boolean {
     let held = 0;
     for (const bucket of this.buckets.values()) held += this.heldBy(bucket);
-    return held < this.options.size + this.inFlightAllowance || this.discardCold();
+    return held < this.options.size + this.roomForRefills || this.discardCold();
   }
 
   /**

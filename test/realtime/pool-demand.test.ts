@@ -2,7 +2,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import type { MintedSecret } from '../../src/openai/client.js';
-import { allocateSlots, DecayingCount, DemandModel, withRefillsInFlight } from '../../src/realtime/demand.js';
+import { allocateSlots, DecayingCount, DemandModel, withRoomForRefills } from '../../src/realtime/demand.js';
 import { SecretPool } from '../../src/realtime/secret-pool.js';
 import { ManualClock } from '../support/app.js';
 import { waitUntil } from '../support/wait.js';
@@ -116,7 +116,7 @@ describe('allocateSlots', () => {
   });
 });
 
-describe('withRefillsInFlight', () => {
+describe('withRoomForRefills', () => {
   // The six hot configurations of the realistic bench: requests per second as weights, 20 slots in proportion.
   const demands = [
     { key: 'default', weight: 5 },
@@ -137,21 +137,21 @@ describe('withRefillsInFlight', () => {
 
   it('adds room for the refills on their way where each saves the most misses, not in proportion', () => {
     // 19 requests/s, 300 ms to replace a secret: 5.7 refills on their way, so 6 more
-    const targets = withRefillsInFlight(slots, demands, 5.7);
+    const targets = withRoomForRefills(slots, demands, 5.7);
     expect(total(targets)).toBe(26);
     // in proportion the largest would take two (7,5,5,4,3,2); the small ones run dry sooner
     expect(Object.fromEntries(targets)).toEqual({ default: 6, a: 5, b: 5, c: 4, d: 3, e: 3 });
   });
 
   it('adds nothing while under half a refill is on its way (a quiet pool stays at its slots)', () => {
-    expect(withRefillsInFlight(slots, demands, 0.4)).toEqual(slots);
-    expect(withRefillsInFlight(slots, demands, 0)).toEqual(slots);
+    expect(withRoomForRefills(slots, demands, 0.4)).toEqual(slots);
+    expect(withRoomForRefills(slots, demands, 0)).toEqual(slots);
   });
 
   it('counts only the refills of configurations with slots', () => {
     // half the requests are for a tail with no slot: its refills are not pooled, so no room for them
     const withTail = [...demands, { key: 'tail', weight: 19 }];
-    const targets = withRefillsInFlight(slots, withTail, 12);
+    const targets = withRoomForRefills(slots, withTail, 12);
     expect(total(targets)).toBe(26);
     expect(targets.has('tail')).toBe(false);
   });
@@ -319,14 +319,14 @@ describe('SecretPool refills (mints answered by hand, on a manual demand clock)'
     pool.start();
     await waitUntil(() => hand.calls.length === 4, 'pool filling');
     // no refill has landed yet, so no replacement time is known: the size is all there is
-    expect(pool.expectedRefillsInFlight).toBe(0);
+    expect(pool.expectedRefillsOnTheirWay).toBe(0);
     clock.advance(300);
     await hand.answerAll(0);
     expect(pool.stats.size).toBe(4);
 
     // 10 requests at once drain the pool at 3.5/s: with 300 ms to replace a secret, 1 on its way
     for (let i = 0; i < 10; i++) pool.take('default', 'default');
-    expect(pool.expectedRefillsInFlight).toBeCloseTo(1.04, 2);
+    expect(pool.expectedRefillsOnTheirWay).toBeCloseTo(1.04, 2);
     expect(pool.allocation.get('default')).toBe(5);
     // the 4 taken are replaced, and one more is minted for the refills on their way
     await waitUntil(() => hand.calls.length === 9, 'refills started');
@@ -368,11 +368,11 @@ describe('SecretPool refills (mints answered by hand, on a manual demand clock)'
     clock.advance(50);
     await waitUntil(() => hand.calls.length === 4, 'replacements started');
     clock.advance(250);
-    const before = pool.expectedRefillsInFlight;
+    const before = pool.expectedRefillsOnTheirWay;
     expect(before).toBeGreaterThan(0);
     // both secrets were replaced 300 ms after they left, not 250 ms after the second started
     await hand.answerAll(2);
-    expect(pool.expectedRefillsInFlight).toBeCloseTo(before, 9);
+    expect(pool.expectedRefillsOnTheirWay).toBeCloseTo(before, 9);
   });
 
   it('does not count a wait for the breaker (or budget) as replacement time', async () => {
@@ -388,12 +388,12 @@ describe('SecretPool refills (mints answered by hand, on a manual demand clock)'
     pool.take('default', 'default');
     // a minute of outage on the demand clock, then OpenAI may be called again
     clock.advance(60_000);
-    const before = pool.expectedRefillsInFlight;
+    const before = pool.expectedRefillsOnTheirWay;
     blocked = false;
     await waitUntil(() => hand.calls.length === 2, 'refill after the outage');
     clock.advance(300);
     await hand.answerAll(1);
     // the refill took 300 ms once it could start: the minute of outage is not part of it
-    expect(pool.expectedRefillsInFlight).toBeCloseTo(before, 9);
+    expect(pool.expectedRefillsOnTheirWay).toBeCloseTo(before, 9);
   });
 });
