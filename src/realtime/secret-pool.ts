@@ -310,6 +310,7 @@ export class SecretPool<C = unknown> {
     const due = this.allocatedAt + REALLOCATE_MS - now;
     if (due <= 0) {
       ({ targets: this.targets, weights: this.weights, room: this.roomForRefills } = this.allocate());
+      for (const bucket of this.buckets.values()) this.trimOwed(bucket);
       this.allocatedAt = now;
       this.demandSinceAllocation = false;
     } else if (this.demandSinceAllocation && !this.reallocateTimer) {
@@ -440,8 +441,17 @@ export class SecretPool<C = unknown> {
    */
   private owe(bucket: Bucket<C>): void {
     bucket.owed.push(this.demandClock());
-    // A configuration that lost its slots is not refilled: keep only the newest few.
-    if (bucket.owed.length > this.options.size) bucket.owed.shift();
+    this.trimOwed(bucket);
+  }
+
+  /**
+   * Only secrets that will be replaced are owed: as many as the configuration is below its target
+   * (one taken while it held more than its target, or after its target fell, never is). The oldest
+   * go first, so a replacement time is never stretched by a secret nobody replaced.
+   */
+  private trimOwed(bucket: Bucket<C>): void {
+    const due = Math.max(0, (this.targets.get(bucket.key) ?? 0) - this.heldBy(bucket));
+    if (bucket.owed.length > due) bucket.owed.splice(0, bucket.owed.length - due);
   }
 
   private noteReplaceTime(ms: number): void {

@@ -375,6 +375,39 @@ describe('SecretPool refills (mints answered by hand, on a manual demand clock)'
     expect(pool.expectedRefillsOnTheirWay).toBeCloseTo(before, 9);
   });
 
+  it('does not count a secret nobody replaces (taken while its configuration held more than its target)', async () => {
+    const clock = new ManualClock(0);
+    const hand = handMint();
+    const pool = poolWith(clock, hand.mint, 1);
+    pool.start();
+    await waitUntil(() => hand.calls.length === 1, 'pool filling');
+    clock.advance(300);
+    await hand.answerAll(0);
+    // a burst of 20 requests: room for a refill on its way on top of the 1 slot (at most the size)
+    for (let i = 0; i < 20; i++) pool.take('default', 'default');
+    expect(pool.allocation.get('default')).toBe(2);
+    await waitUntil(() => hand.calls.length === 3, 'replacement and room filled');
+    clock.advance(300);
+    await hand.answerAll(1);
+    expect(pool.stats.size).toBe(2);
+    // a minute later the burst is forgotten: the target is back to 1, and 2 are held
+    clock.advance(60_000);
+    expect(pool.allocation.get('default')).toBe(1);
+    // Nothing to await: the pool re-allocates at most every 100 ms of real time.
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    pool.take('default', 'default');
+    clock.advance(1000);
+    // only this one leaves the configuration below its target: it alone is replaced
+    pool.take('default', 'default');
+    await waitUntil(() => hand.calls.length === 4, 'the one replacement');
+    clock.advance(300);
+    const before = pool.expectedRefillsOnTheirWay;
+    expect(before).toBeGreaterThan(0);
+    await hand.answerAll(3);
+    // replaced 300 ms after it left, like every refill before: not 1.3 s after the first of the two
+    expect(pool.expectedRefillsOnTheirWay).toBeCloseTo(before, 12);
+  });
+
   it('does not count a wait for the breaker (or budget) as replacement time', async () => {
     const clock = new ManualClock(0);
     const hand = handMint();
