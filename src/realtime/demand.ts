@@ -136,16 +136,70 @@ export function allocateSlots(demands: readonly { key: string; weight: number }[
     open = open.filter((d) => !capped.includes(d));
   }
 
-  const sum = open.reduce((s, d) => s + d.weight, 0);
-  if (left <= 0 || sum <= 0) return slots;
-  const quotas = open.map((d) => ({ key: d.key, quota: (left * d.weight) / sum }));
+  for (const [key, share] of shareOut(left, open)) slots.set(key, share);
+  return slots;
+}
+
+/**
+ * `total` shared in proportion to weight, to the last unit (largest remainder). Keys that get
+ * nothing are absent.
+ */
+function shareOut(total: number, demands: readonly { key: string; weight: number }[]): Map<string, number> {
+  const shares = new Map<string, number>();
+  const sum = demands.reduce((s, d) => s + d.weight, 0);
+  if (total <= 0 || sum <= 0) return shares;
+  const quotas = demands.map((d) => ({ key: d.key, quota: (total * d.weight) / sum }));
   let given = 0;
   for (const q of quotas) {
     const whole = Math.floor(q.quota);
-    if (whole > 0) slots.set(q.key, whole);
+    if (whole > 0) shares.set(q.key, whole);
     given += whole;
   }
   quotas.sort((a, b) => b.quota - Math.floor(b.quota) - (a.quota - Math.floor(a.quota)));
-  for (const q of quotas.slice(0, left - given)) slots.set(q.key, (slots.get(q.key) ?? 0) + 1);
-  return slots;
+  for (const q of quotas.slice(0, total - given)) shares.set(q.key, (shares.get(q.key) ?? 0) + 1);
+  return shares;
+}
+
+/** P(X = k) for X ~ Poisson(mean). */
+function poissonAt(mean: number, k: number): number {
+  let p = Math.exp(-mean);
+  for (let i = 1; i <= k; i++) p *= mean / i;
+  return p;
+}
+
+/**
+ * Slots plus room for the refills on their way, so that the slots count secrets ready, not ready or
+ * coming: a slot no longer stands empty for a round trip each time its secret is taken.
+ * `onTheirWay` is the mean number of refills on their way over all demand (drain rate x
+ * replacement time); the configurations with slots get room for their weight's part of it (rounded
+ * over the lot), one refill at a time, each where it saves the most misses. A configuration's
+ * refills on their way are Poisson with its part of the mean, and a request finds it empty when as
+ * many are on their way as it has room for, so one more saves weight x P(on their way = its room).
+ */
+export function withRoomForRefills(
+  slots: ReadonlyMap<string, number>,
+  demands: readonly { key: string; weight: number }[],
+  onTheirWay: number,
+): Map<string, number> {
+  const targets = new Map(slots);
+  const all = demands.reduce((s, d) => s + d.weight, 0);
+  if (all <= 0 || onTheirWay <= 0) return targets;
+  const slotted = demands
+    .filter((d) => slots.has(d.key) && d.weight > 0)
+    .map((d) => ({ key: d.key, weight: d.weight, mean: (onTheirWay * d.weight) / all }));
+  let extra = Math.round(slotted.reduce((s, d) => s + d.mean, 0));
+  for (; extra > 0; extra--) {
+    let best: (typeof slotted)[number] | undefined;
+    let saves = -1;
+    for (const d of slotted) {
+      const value = d.weight * poissonAt(d.mean, targets.get(d.key) ?? 0);
+      if (value > saves) {
+        saves = value;
+        best = d;
+      }
+    }
+    if (!best) break;
+    targets.set(best.key, (targets.get(best.key) ?? 0) + 1);
+  }
+  return targets;
 }

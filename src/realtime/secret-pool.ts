@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { MintedSecret } from '../openai/client.js';
-import { allocateSlots, DecayingCount, DemandModel } from './demand.js';
+import { allocateSlots, DecayingCount, DemandModel, withRoomForRefills } from './demand.js';
 
 /** `demand`: warm what clients ask for; `default`: only the default session (the pool before). */
 export type PoolMode = 'demand' | 'default';
@@ -17,7 +17,10 @@ export interface DemandTuning {
 }
 
 export interface SecretPoolOptions<C> {
-  /** Warm secrets in total, shared among configurations. */
+  /**
+   * Warm secrets ready in total, shared among configurations. Refills replacing secrets just handed
+   * out come on top, as many as the drain keeps on their way (drain rate x replacement time).
+   */
   size: number;
   /** A pooled secret with less than this left is dropped (wasted), never handed out. */
   minRemainingSeconds: number;
@@ -36,7 +39,7 @@ export interface SecretPoolOptions<C> {
   demand?: Partial<DemandTuning>;
   /** Wall clock (ms) for expiry. */
   now?: () => number;
-  /** Monotonic clock (ms) for demand decay; refill pacing always uses performance.now(). */
+  /** Monotonic clock (ms) for demand decay, the drain and replacement times; refill pacing always uses performance.now(). */
   demandClock?: () => number;
 }
 
@@ -65,6 +68,8 @@ interface Bucket<C> {
   inFlight: number;
   /** Requests that found no secret and wait for a refill in flight, one each (undefined: it failed). */
   waiters: ((secret: MintedSecret | undefined) => void)[];
+  /** When each secret not yet replaced left (taken, or a refill claimed), oldest first (demand clock). */
+  owed: number[];
 }
 
 interface Counters {
@@ -85,11 +90,17 @@ const MIN_REFILL_PER_SECOND = 2;
 const REALLOCATE_MS = 100;
 // A warm labelled configuration keeps its label until a newcomer is asked for this many times more.
 const LABEL_HANDOVER_RATIO = 4;
+// The replacement time is a moving average: it follows OpenAI within a few dozen refills.
+const REPLACE_SMOOTHING = 0.1;
 
 /**
  * Warm client secrets for the session configurations clients actually ask for (never free-text
  * instructions: the caller decides what is poolable). `size` slots are shared in proportion to a
  * decaying request count; a configuration nobody asks for any more gets no slot and no refill.
+ * Slots count secrets ready: the refills on their way to replace secrets handed out get room on top
+ * (drain rate x replacement time, shared where they save the most misses), so a slot does not
+ * stand empty for a round trip each time it is used. The next refill goes to the configuration
+ * whose secrets last the shortest at its request rate.
  * Each secret leaves the pool once (shift), so no two clients ever share one. Refills are paced
  * at the drain rate up to `refillPerSecond`, back off after failures, and wait while
  * `upstreamWaitMs` says so.
@@ -106,6 +117,15 @@ export class SecretPool<C = unknown> {
   private readonly labels = new Map<string, Counters>();
   private readonly other: Counters = { hits: 0, misses: 0, wasted: 0 };
   private targets = new Map<string, number>();
+  /** Demand weight of each configuration with a target, as of the last allocation. */
+  private weights = new Map<string, number>();
+  /** Refills on their way allowed on top of `size`, as of the last allocation. */
+  private roomForRefills = 0;
+  /**
+   * Moving average of a secret's replacement time (demand clock, ms): from leaving the pool to its
+   * refill landing, the wait for a turn under the refill cap included. Unknown until a refill lands.
+   */
+  private replaceMs: number | undefined;
   private allocatedAt = Number.NEGATIVE_INFINITY;
   private demandSinceAllocation = false;
   private reallocateTimer: NodeJS.Timeout | undefined;
@@ -168,6 +188,7 @@ export class SecretPool<C = unknown> {
     const bucket = this.buckets.get(key);
     if (bucket) this.dropStale(bucket);
     const secret = bucket?.secrets.shift();
+    if (secret && bucket) this.owe(bucket);
     const counters = this.countersFor(key);
     if (secret) {
       this.hits += 1;
@@ -189,6 +210,7 @@ export class SecretPool<C = unknown> {
     const bucket = this.buckets.get(key);
     if (this.closed || !bucket || bucket.inFlight <= bucket.waiters.length) return undefined;
     const promised = new Promise<MintedSecret | undefined>((resolve) => bucket.waiters.push(resolve));
+    this.owe(bucket);
     // The refill is spoken for: the configuration is one more short.
     this.pump();
     return promised;
@@ -213,9 +235,22 @@ export class SecretPool<C = unknown> {
     return rows;
   }
 
-  /** Warm secrets each configuration should have now, by demand (a fresh look, not the cached one). */
+  /**
+   * Secrets each configuration should have ready or coming now, by demand: its slots plus room for
+   * its refills on their way (a fresh look, not the cached one).
+   */
   get allocation(): ReadonlyMap<string, number> {
-    return this.allocate();
+    return this.allocate().targets;
+  }
+
+  /**
+   * Refills the drain keeps on their way (waiting for a turn, or at OpenAI): drain rate x replacement
+   * time, at most `size` (0 until a refill has landed).
+   */
+  get expectedRefillsOnTheirWay(): number {
+    if (this.replaceMs === undefined) return 0;
+    const onTheirWay = (this.drain.ratePerSecondAt(this.demandClock()) * this.replaceMs) / 1000;
+    return Math.min(this.options.size, onTheirWay);
   }
 
   /**
@@ -251,13 +286,18 @@ export class SecretPool<C = unknown> {
     return true;
   }
 
-  private allocate(): Map<string, number> {
-    if (this.mode === 'default') return new Map([[this.options.seed.key, this.options.size]]);
-    return allocateSlots(this.demand.snapshot(), {
-      total: this.options.size,
-      minWeight: this.tuning.minWeight,
-      usesPerWeight: this.usesPerWeight,
-    });
+  private allocate(): { targets: Map<string, number>; weights: Map<string, number>; room: number } {
+    const { seed, size } = this.options;
+    const demands = this.mode === 'default' ? [{ key: seed.key, weight: 1 }] : this.demand.snapshot();
+    const slots =
+      this.mode === 'default'
+        ? new Map([[seed.key, size]])
+        : allocateSlots(demands, { total: size, minWeight: this.tuning.minWeight, usesPerWeight: this.usesPerWeight });
+    const targets = withRoomForRefills(slots, demands, this.expectedRefillsOnTheirWay);
+    const weights = new Map(demands.filter((d) => targets.has(d.key)).map((d) => [d.key, d.weight]));
+    let room = 0;
+    for (const [key, target] of targets) room += target - (slots.get(key) ?? 0);
+    return { targets, weights, room };
   }
 
   /**
@@ -269,7 +309,8 @@ export class SecretPool<C = unknown> {
     const now = performance.now();
     const due = this.allocatedAt + REALLOCATE_MS - now;
     if (due <= 0) {
-      this.targets = this.allocate();
+      ({ targets: this.targets, weights: this.weights, room: this.roomForRefills } = this.allocate());
+      for (const bucket of this.buckets.values()) this.trimOwed(bucket);
       this.allocatedAt = now;
       this.demandSinceAllocation = false;
     } else if (this.demandSinceAllocation && !this.reallocateTimer) {
@@ -323,19 +364,30 @@ export class SecretPool<C = unknown> {
     this.timer.unref();
   }
 
-  /** The configuration furthest below its allocation, if any is. */
+  /**
+   * Of the configurations below their allocation, the one whose secrets (ready and coming) last the
+   * shortest at its request rate: it is the likeliest to be asked for while empty. Ties (none held)
+   * go to the most asked for.
+   */
   private neediest(): Bucket<C> | undefined {
     this.refreshTargets();
     let best: Bucket<C> | undefined;
-    let bestDeficit = 0;
+    let bestKey: string | undefined;
+    let bestLasts = Number.POSITIVE_INFINITY;
+    let bestWeight = 0;
     for (const [key, target] of this.targets) {
       const bucket = this.buckets.get(key);
-      const deficit = target - (bucket ? this.heldBy(bucket) : 0);
-      if (deficit > bestDeficit) {
-        bestDeficit = deficit;
-        best = bucket ?? this.bucketFor(key);
+      const held = bucket ? this.heldBy(bucket) : 0;
+      if (held >= target) continue;
+      const weight = this.weights.get(key) ?? 0;
+      const lasts = weight > 0 ? held / weight : Number.POSITIVE_INFINITY;
+      if (bestKey === undefined || lasts < bestLasts || (lasts === bestLasts && weight > bestWeight)) {
+        bestKey = key;
+        bestLasts = lasts;
+        bestWeight = weight;
       }
     }
+    if (bestKey !== undefined) best = this.buckets.get(bestKey) ?? this.bucketFor(bestKey);
     this.forgetIdleBuckets();
     return best;
   }
@@ -348,7 +400,7 @@ export class SecretPool<C = unknown> {
   private hasRoom(): boolean {
     let held = 0;
     for (const bucket of this.buckets.values()) held += this.heldBy(bucket);
-    return held < this.options.size || this.discardCold();
+    return held < this.options.size + this.roomForRefills || this.discardCold();
   }
 
   /**
@@ -371,7 +423,7 @@ export class SecretPool<C = unknown> {
     const { seed } = this.options;
     if (key !== seed.key && !this.demand.has(key)) return undefined;
     const config = key === seed.key ? seed.config : (this.demand.configOf(key) as C);
-    const bucket: Bucket<C> = { key, config, secrets: [], inFlight: 0, waiters: [] };
+    const bucket: Bucket<C> = { key, config, secrets: [], inFlight: 0, waiters: [], owed: [] };
     this.buckets.set(key, bucket);
     return bucket;
   }
@@ -381,6 +433,29 @@ export class SecretPool<C = unknown> {
     for (const [key, bucket] of this.buckets) {
       if (bucket.secrets.length === 0 && bucket.inFlight === 0 && !this.targets.has(key)) this.buckets.delete(key);
     }
+  }
+
+  /**
+   * A secret left `bucket`: its replacement's latency counts from now, so the wait for a turn under
+   * the refill cap is part of it (refills held back wait as surely as refills in flight).
+   */
+  private owe(bucket: Bucket<C>): void {
+    bucket.owed.push(this.demandClock());
+    this.trimOwed(bucket);
+  }
+
+  /**
+   * Only secrets that will be replaced are owed: as many as the configuration is below its target
+   * (one taken while it held more than its target, or after its target fell, never is). The oldest
+   * go first, so a replacement time is never stretched by a secret nobody replaced.
+   */
+  private trimOwed(bucket: Bucket<C>): void {
+    const due = Math.max(0, (this.targets.get(bucket.key) ?? 0) - this.heldBy(bucket));
+    if (bucket.owed.length > due) bucket.owed.splice(0, bucket.owed.length - due);
+  }
+
+  private noteReplaceTime(ms: number): void {
+    this.replaceMs = this.replaceMs === undefined ? ms : this.replaceMs + REPLACE_SMOOTHING * (ms - this.replaceMs);
   }
 
   /** Refills per second: the drain rate with headroom, at least a floor, never above the cap. */
@@ -394,23 +469,29 @@ export class SecretPool<C = unknown> {
     const bucket = this.neediest();
     if (!bucket) return;
     const upstreamWait = this.options.upstreamWaitMs();
-    if (upstreamWait > 0) return this.wakeIn(upstreamWait);
     // After failures (a bad key, say) back off, up to a minute, rather than mint at the full rate.
     const now = performance.now();
     const failureWait =
       this.failures > 0 ? this.lastFailureAt + Math.min(60_000, 1000 * 2 ** (this.failures - 1)) - now : 0;
-    const rateWait = Math.max(failureWait, this.lastLaunch + 1000 / this.refillRate() - now);
+    if (upstreamWait > 0 || failureWait > 0) {
+      // A refill held back by an outage would measure the outage, not OpenAI's latency.
+      for (const each of this.buckets.values()) each.owed.length = 0;
+      return this.wakeIn(Math.max(upstreamWait, failureWait));
+    }
+    const rateWait = this.lastLaunch + 1000 / this.refillRate() - now;
     if (rateWait > 0) return this.wakeIn(rateWait);
     if (!this.hasRoom()) return;
 
     this.lastLaunch = now;
     bucket.inFlight += 1;
+    const owedSince = bucket.owed.shift() ?? this.demandClock();
     this.options
       .mint(bucket.config)
       .then(
         (secret) => {
           if (this.failures > 0) this.options.log.info('token pool: refilling again');
           this.failures = 0;
+          this.noteReplaceTime(this.demandClock() - owedSince);
           if (this.closed) return;
           if (this.isStale(secret)) return bucket.waiters.shift()?.(undefined);
           const waiter = bucket.waiters.shift();
