@@ -1,22 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { bootSummary, bootWarnings } from '../src/boot-summary.js';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config.js';
 import { nodeTooOld, REQUIRED_NODE_MAJOR } from '../src/node-guard.js';
 import { useFakeOpenAI } from './support/app.js';
+import { BASE_ENV, problemsOf } from './support/config.js';
 
-const base = { OPENAI_API_KEY: 'sk-config-test-secret-value', ALLOWED_ORIGINS: 'https://www.espn.com' };
+const base = BASE_ENV;
 const TOKEN = 'operator-token-0123456789abcdefghijkl';
-
-function problemsOf(env: Record<string, string>): string {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).message;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('half-set settings refuse to boot, by name', () => {
   it('AUTH_ISSUER or AUTH_AUDIENCE without AUTH_JWKS_URL or AUTH_JWT_SECRET (they would check nothing)', () => {

@@ -1,18 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { bootSummary } from '../src/boot-summary.js';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config.js';
+import { BASE_ENV, problemsOf } from './support/config.js';
 
-const base = { OPENAI_API_KEY: 'sk-config-test-secret-value', ALLOWED_ORIGINS: 'https://www.espn.com' };
-
-function problemsOf(env: Record<string, string>): string {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).message;
-  }
-  throw new Error('expected a ConfigError');
-}
+const base = BASE_ENV;
 
 describe('REDIS_CLUSTER_NODES', () => {
   it('is unset by default', () => {

@@ -1,18 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, ENV_VARIABLES, loadConfig, parseList } from '../src/config.js';
+import { ENV_VARIABLES, loadConfig, parseList } from '../src/config.js';
+import { BASE_ENV, problemsOf } from './support/config.js';
 
-const base = { OPENAI_API_KEY: 'sk-config-test-secret-value', ALLOWED_ORIGINS: 'https://www.espn.com' };
-
-function problemsOf(env: Record<string, string>): string {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).message;
-  }
-  throw new Error('expected a ConfigError');
-}
+const base = BASE_ENV;
 
 describe('loadConfig', () => {
   it('fills every default of the spec', () => {
