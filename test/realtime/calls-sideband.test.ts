@@ -1,26 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SIDEBAND_OPEN_TIMEOUT_MS } from '../../src/realtime/sideband.js';
 import { useFakeOpenAI, type Env, type TestApp } from '../support/app.js';
-import { callIdOf, endCall, postSdp, SDP_OFFER } from '../support/calls.js';
+import { callIdOf, endCall, postSdp, PRICED_USAGE, PRICED_USAGE_USD, SDP_OFFER } from '../support/calls.js';
 import { FAKE_API_KEY } from '../support/fake-openai.js';
 import { InMemoryStandInCallSpend, type StandInCaps } from '../support/stand-in-call-spend.js';
 import { waitUntil } from '../support/wait.js';
 
 const openai = useFakeOpenAI();
 
-/**
- * One response of a conversation, hand-priced at gpt-realtime's rates (USD per 1M: text 4 / 0.40 /
- * 16, audio 32 / 0.40 / 64): 60 text in x 4 + 40 cached text x 0.40 + 200 audio in x 32 + 10 text
- * out x 16 + 1000 audio out x 64 = 240 + 16 + 6400 + 160 + 64000 = 70816 per 1M = $0.070816.
- */
-const USAGE = {
-  total_tokens: 1310,
-  input_tokens: 300,
-  output_tokens: 1010,
-  input_token_details: { text_tokens: 100, audio_tokens: 200, image_tokens: 0, cached_tokens: 40, cached_tokens_details: { text_tokens: 40, audio_tokens: 0, image_tokens: 0 } },
-  output_token_details: { text_tokens: 10, audio_tokens: 1000 },
-};
-const USAGE_USD = 0.070816;
+const USAGE = PRICED_USAGE;
+const USAGE_USD = PRICED_USAGE_USD;
 
 afterEach(() => {
   for (const t of openai.apps) {

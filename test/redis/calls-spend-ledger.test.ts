@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from '../support/app.js';
-import { callIdOf, postSdp, SDP_OFFER } from '../support/calls.js';
+import { callIdOf, CROSS_REPLICA_BOUND_MS, postSdp, PRICED_USAGE, SDP_OFFER } from '../support/calls.js';
 import { requireCommand } from '../support/commands.js';
 import { FakeOpenAI } from '../support/fake-openai.js';
 import { REDIS_BACKENDS, type RedisBackend } from '../support/redis-backends.js';
@@ -8,15 +8,7 @@ import { waitUntil } from '../support/wait.js';
 
 requireCommand('redis-server', 'apt-get install redis-server');
 
-/** $0.070816 at gpt-realtime's prices (see test/realtime/calls-sideband.test.ts). */
-const USAGE = {
-  input_tokens: 300,
-  output_tokens: 1010,
-  input_token_details: { text_tokens: 100, audio_tokens: 200, cached_tokens: 40, cached_tokens_details: { text_tokens: 40, audio_tokens: 0 } },
-  output_token_details: { text_tokens: 10, audio_tokens: 1000 },
-};
-/** "Hung up within 2 s on whichever replica holds it", with room for a slow machine. */
-const CROSS_REPLICA_BOUND_MS = 4_000;
+const USAGE = PRICED_USAGE;
 
 describe.each(REDIS_BACKENDS)('the usage ledger prices and caps relayed calls across two replicas on one Redis ($name, real time)', (kind) => {
   let redis: RedisBackend;
@@ -69,6 +61,11 @@ describe.each(REDIS_BACKENDS)('the usage ledger prices and caps relayed calls ac
     console.log(`cap crossed on B -> the client's calls on A and B hung up (${kind.name}): ${tookMs} ms`);
     expect(tookMs).toBeLessThan(CROSS_REPLICA_BOUND_MS);
     expect(hungUp(bystander)).toBe(false);
+    // Each replica wrote the audit line of the call it held, with that call's own usage.
+    for (const [t, id] of [[a, onA], [b, onB]] as const) {
+      await waitUntil(() => t.logs.find('call ended').some((line) => line.call_id === id), 'the audit line');
+      expect(t.logs.find('call ended').find((line) => line.call_id === id)).toMatchObject({ reason: 'spend', cost_usd: 0.070816, responses: 1 });
+    }
 
     const refused = expectEnvelope(
       await a.app.inject({ method: 'POST', url: '/v1/realtime/token', remoteAddress: '10.0.0.7', headers: { origin: SITE_ORIGIN } }),

@@ -68,3 +68,20 @@ export function endCall(app: FastifyInstance, location: string, remoteAddress?: 
 export function callIdOf(response: LightMyRequestResponse): string {
   return String(response.headers.location).split('/').pop() as string;
 }
+
+/**
+ * One response.done usage of a conversation, hand-priced at gpt-realtime's rates (USD per 1M: text
+ * 4 / 0.40 / 16, audio 32 / 0.40 / 64): 60 text in x 4 + 40 cached text x 0.40 + 200 audio in x 32
+ * + 10 text out x 16 + 1000 audio out x 64 = 240 + 16 + 6400 + 160 + 64000 = 70816 per 1M.
+ */
+export const PRICED_USAGE = {
+  total_tokens: 1310,
+  input_tokens: 300,
+  output_tokens: 1010,
+  input_token_details: { text_tokens: 100, audio_tokens: 200, image_tokens: 0, cached_tokens: 40, cached_tokens_details: { text_tokens: 40, audio_tokens: 0, image_tokens: 0 } },
+  output_token_details: { text_tokens: 10, audio_tokens: 1000 },
+};
+export const PRICED_USAGE_USD = 0.070816;
+
+/** "Hung up within 2 s on whichever replica holds it", with room for a slow machine. */
+export const CROSS_REPLICA_BOUND_MS = 4_000;
