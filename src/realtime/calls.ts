@@ -324,7 +324,7 @@ export class CallManager {
     watched.responses += 1;
     if (result.priced) {
       // Every kind the pricing counts (it may know more than text and audio).
-      for (const [kind, count] of Object.entries(result.priced.tokens) as [string, number][]) watched.tokens[kind] = (watched.tokens[kind] ?? 0) + count;
+      for (const [kind, count] of Object.entries<number>(result.priced.tokens)) watched.tokens[kind] = (watched.tokens[kind] ?? 0) + count;
       watched.costNanoUsd += result.priced.costNanoUsd;
     }
     if (result.capped === 'global') {

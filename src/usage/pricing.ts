@@ -1,17 +1,13 @@
 import { z } from 'zod';
 
-/** USD per 1M tokens. */
-export interface TokenPrices {
-  text_input: number;
-  text_cached_input: number;
-  text_output: number;
-  audio_input: number;
-  audio_cached_input: number;
-  audio_output: number;
-  /** Image input (a page can send images to gpt-realtime); absent: priced at the dearest input rate. */
-  image_input?: number;
-  image_cached_input?: number;
-}
+/** The kinds every model has a price for: text and audio apart, uncached input apart from cached. */
+type TextAndAudioKind = 'text_input' | 'text_cached_input' | 'text_output' | 'audio_input' | 'audio_cached_input' | 'audio_output';
+
+/**
+ * USD per 1M tokens. Image input (a page can send images to gpt-realtime) is optional: absent, it is
+ * priced at the dearest input rate.
+ */
+export type TokenPrices = Record<TextAndAudioKind, number> & { image_input?: number; image_cached_input?: number };
 
 /** OpenAI's response.done -> response.usage, as sent (every field optional, may be garbage). */
 export interface RealtimeUsage {
@@ -29,16 +25,7 @@ export interface RealtimeUsage {
 }
 
 /** What was charged, by kind: uncached input apart from cached. */
-export interface TokenCounts {
-  text_input: number;
-  text_cached_input: number;
-  text_output: number;
-  audio_input: number;
-  audio_cached_input: number;
-  audio_output: number;
-  image_input: number;
-  image_cached_input: number;
-}
+export type TokenCounts = Record<TextAndAudioKind | 'image_input' | 'image_cached_input', number>;
 
 export interface PricedUsage {
   tokens: TokenCounts;

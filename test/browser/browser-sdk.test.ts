@@ -1,18 +1,16 @@
 import type { Server } from 'node:http';
 import type { OpenAIRealtimeWebRTC } from '@openai/agents-realtime';
 import type { FastifyInstance } from 'fastify';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.js';
-import { loadConfig, type Config } from '../../src/config.js';
-import { createLogger } from '../../src/logger.js';
+import type { Config } from '../../src/config.js';
 import { resolveChoice } from '../../src/realtime/choices.js';
 import { buildInstructions, buildSession } from '../../src/realtime/session.js';
-import { answerAsOpenAI, installAckWatch, sdkSite, type AgentsRealtimeGlobal, type OpenAISide } from '../support/agents-sdk.js';
-import { LogCapture, testEnv } from '../support/app.js';
-import { CHROMIUM, CHROMIUM_ARGS } from '../support/browser.js';
+import { answerAsOpenAI, installAckWatch, startSdkStage, type AgentsRealtimeGlobal, type OpenAISide, type SdkStage } from '../support/agents-sdk.js';
+import { LogCapture } from '../support/app.js';
+import { CHROMIUM } from '../support/browser.js';
 import { requireCommand } from '../support/commands.js';
-import { FAKE_API_KEY, FakeOpenAI } from '../support/fake-openai.js';
+import { FAKE_API_KEY, type FakeOpenAI } from '../support/fake-openai.js';
 import { waitUntil } from '../support/wait.js';
 
 requireCommand(CHROMIUM, 'apt-get install chromium');
@@ -46,21 +44,14 @@ describe('the official @openai/agents-realtime client in a real browser', () => 
   let service: { app: FastifyInstance; url: string };
   const logs = new LogCapture();
 
+  let stage: SdkStage;
+
   beforeAll(async () => {
-    fake = await FakeOpenAI.start();
-    site = await sdkSite();
-    config = loadConfig(testEnv(fake.baseUrl, { ALLOWED_ORIGINS: JSON.stringify([site.origin]) }));
-    const app = await buildApp(config, { logger: createLogger(config, logs) });
-    service = { app, url: await app.listen({ port: 0, host: '127.0.0.1' }) };
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    stage = await startSdkStage(logs);
+    ({ fake, site, config, service, browser } = stage);
   });
 
-  afterAll(async () => {
-    await browser?.close();
-    await service?.app.close();
-    site?.server.close();
-    await fake?.close();
-  });
+  afterAll(() => stage?.stop());
 
   it("RealtimeSession (WebRTC) connects with the service's ek_ secret, fetched by an async apiKey", async () => {
     const page = await browser.newPage();

@@ -1,17 +1,15 @@
 import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../src/app.js';
-import { loadConfig, type Config } from '../../src/config.js';
-import { createLogger } from '../../src/logger.js';
+import type { Config } from '../../src/config.js';
 import { resolveChoice } from '../../src/realtime/choices.js';
 import { buildInstructions } from '../../src/realtime/session.js';
-import { answerAsOpenAI, sdkSite, type AgentsRealtimeGlobal, type OpenAISide } from '../support/agents-sdk.js';
-import { LogCapture, testEnv } from '../support/app.js';
-import { CHROMIUM, CHROMIUM_ARGS } from '../support/browser.js';
+import { answerAsOpenAI, startSdkStage, type AgentsRealtimeGlobal, type OpenAISide, type SdkStage } from '../support/agents-sdk.js';
+import { LogCapture } from '../support/app.js';
+import { CHROMIUM } from '../support/browser.js';
 import { requireCommand } from '../support/commands.js';
-import { FakeOpenAI } from '../support/fake-openai.js';
+import type { FakeOpenAI } from '../support/fake-openai.js';
 import { waitUntil } from '../support/wait.js';
 
 requireCommand(CHROMIUM, 'apt-get install chromium');
@@ -36,21 +34,14 @@ describe('session lock with the official @openai/agents-realtime client in Chrom
   let service: { app: FastifyInstance; url: string };
   const logs = new LogCapture();
 
+  let stage: SdkStage;
+
   beforeAll(async () => {
-    fake = await FakeOpenAI.start();
-    site = await sdkSite();
-    config = loadConfig(testEnv(fake.baseUrl, { ALLOWED_ORIGINS: JSON.stringify([site.origin]) }));
-    const app = await buildApp(config, { logger: createLogger(config, logs) });
-    service = { app, url: await app.listen({ port: 0, host: '127.0.0.1' }) };
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    stage = await startSdkStage(logs);
+    ({ fake, site, config, service, browser } = stage);
   });
 
-  afterAll(async () => {
-    await browser?.close();
-    await service?.app.close();
-    site?.server.close();
-    await fake?.close();
-  });
+  afterAll(() => stage?.stop());
 
   it('the page’s session.update does not keep a different persona: the service restores its own', async () => {
     const page = await browser.newPage();

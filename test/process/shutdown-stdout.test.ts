@@ -21,10 +21,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  if (server && server.child.exitCode === null && server.child.signalCode === null) {
-    server.child.kill('SIGKILL');
-    await server.exited;
-  }
+  await server?.stop();
   server = undefined;
   await fake.close();
 });

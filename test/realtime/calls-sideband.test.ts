@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SIDEBAND_OPEN_TIMEOUT_MS } from '../../src/realtime/sideband.js';
 import { useFakeOpenAI, type Env, type TestApp } from '../support/app.js';
-import { callIdOf, endCall, postSdp, PRICED_USAGE, PRICED_USAGE_USD, SDP_OFFER } from '../support/calls.js';
+import { callIdOf, endCall, postSdp, PRICED_USAGE, PRICED_USAGE_USD, SDP_OFFER, startWatchedCall } from '../support/calls.js';
 import { FAKE_API_KEY } from '../support/fake-openai.js';
 import { InMemoryStandInCallSpend, type StandInCaps } from '../support/stand-in-call-spend.js';
 import { waitUntil } from '../support/wait.js';
@@ -25,13 +25,7 @@ async function app(caps: StandInCaps = {}, env: Env = {}): Promise<TestApp & { s
 }
 
 /** Starts a call from this address and waits for its sideband at the fake; returns the call id. */
-async function watchedCall(t: TestApp, remoteAddress = '10.0.0.1'): Promise<string> {
-  const response = await postSdp(t.app, SDP_OFFER, { remoteAddress });
-  expect(response.statusCode).toBe(201);
-  const callId = callIdOf(response);
-  await waitUntil(() => openai.fake.sidebandsOpen(callId) === 1, `the sideband of ${callId}`);
-  return callId;
-}
+const watchedCall = (t: TestApp, remoteAddress = '10.0.0.1') => startWatchedCall(t.app, openai.fake, remoteAddress);
 
 const metrics = async (t: TestApp) => (await t.app.inject({ url: '/metrics' })).body;
 const hungUp = (callId: string) => openai.fake.calls.get(callId)?.hungUpAt !== undefined;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from '../support/app.js';
-import { callIdOf, CROSS_REPLICA_BOUND_MS, postSdp, PRICED_USAGE, SDP_OFFER } from '../support/calls.js';
+import { CROSS_REPLICA_BOUND_MS, PRICED_USAGE, startWatchedCall } from '../support/calls.js';
 import { requireCommand } from '../support/commands.js';
 import { FakeOpenAI } from '../support/fake-openai.js';
 import { REDIS_BACKENDS, type RedisBackend } from '../support/redis-backends.js';
@@ -18,13 +18,7 @@ describe.each(REDIS_BACKENDS)('the usage ledger prices and caps relayed calls ac
 
   const usageStore = async (t: TestApp) => (await t.app.inject({ url: '/healthz' })).json<{ usage_store: string }>().usage_store;
 
-  async function watchedCall(t: TestApp, remoteAddress: string): Promise<string> {
-    const response = await postSdp(t.app, SDP_OFFER, { remoteAddress });
-    expect(response.statusCode).toBe(201);
-    const callId = callIdOf(response);
-    await waitUntil(() => fake.sidebandsOpen(callId) === 1, 'the sideband');
-    return callId;
-  }
+  const watchedCall = (t: TestApp, remoteAddress: string) => startWatchedCall(t.app, fake, remoteAddress);
 
   beforeAll(async () => {
     redis = await kind.start();

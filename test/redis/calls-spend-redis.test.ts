@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildTestApp, type TestApp } from '../support/app.js';
-import { callIdOf, endCall, postSdp, PRICED_USAGE, SDP_OFFER } from '../support/calls.js';
+import { endCall, PRICED_USAGE, startWatchedCall } from '../support/calls.js';
 import { requireCommand } from '../support/commands.js';
 import { FakeOpenAI } from '../support/fake-openai.js';
 import { RedisServer } from '../support/redis-server.js';
@@ -34,13 +34,7 @@ describe('a relayed call ended through another replica than the one watching it 
   /** What the usage ledger (in Redis, so either replica) says a client spent. */
   const spentBy = async (t: TestApp, client: string) => (await t.app.spend.report()).clients.find((row) => row.client === client)?.spend_usd;
 
-  async function watchedCall(t: TestApp, remoteAddress: string): Promise<string> {
-    const response = await postSdp(t.app, SDP_OFFER, { remoteAddress });
-    expect(response.statusCode).toBe(201);
-    const callId = callIdOf(response);
-    await waitUntil(() => fake.sidebandsOpen(callId) === 1, 'the sideband');
-    return callId;
-  }
+  const watchedCall = (t: TestApp, remoteAddress: string) => startWatchedCall(t.app, fake, remoteAddress);
 
   beforeAll(async () => {
     redis = await RedisServer.start();

@@ -3,6 +3,14 @@ import { createServer, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type * as AgentsRealtime from '@openai/agents-realtime';
 import { build } from 'esbuild';
+import type { FastifyInstance } from 'fastify';
+import { chromium, type Browser } from 'playwright-core';
+import { buildApp } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { testEnv, type LogCapture } from './app.js';
+import { CHROMIUM, CHROMIUM_ARGS } from './browser.js';
+import { FakeOpenAI } from './fake-openai.js';
 
 /** The page's globals: the real SDK, bundled for the browser, and `watchAck` (see installAckWatch). */
 export type AgentsRealtimeGlobal = {
@@ -112,5 +120,40 @@ export function installAckWatch(): void {
         if ((JSON.parse(String(data)) as { type: string }).type === 'session.updated') order.push('session.updated arrived');
       });
     });
+  };
+}
+
+/**
+ * What both Agents SDK browser tests stand on: the fake OpenAI, the page's site, the service
+ * allowing that site's origin (listening, its logs into `logs`) and Chromium.
+ */
+export interface SdkStage {
+  fake: FakeOpenAI;
+  site: { server: Server; origin: string };
+  config: Config;
+  service: { app: FastifyInstance; url: string };
+  browser: Browser;
+  stop(): Promise<void>;
+}
+
+export async function startSdkStage(logs: LogCapture): Promise<SdkStage> {
+  const fake = await FakeOpenAI.start();
+  const site = await sdkSite();
+  const config = loadConfig(testEnv(fake.baseUrl, { ALLOWED_ORIGINS: JSON.stringify([site.origin]) }));
+  const app = await buildApp(config, { logger: createLogger(config, logs) });
+  const service = { app, url: await app.listen({ port: 0, host: '127.0.0.1' }) };
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  return {
+    fake,
+    site,
+    config,
+    service,
+    browser,
+    async stop() {
+      await browser.close();
+      await app.close();
+      site.server.close();
+      await fake.close();
+    },
   };
 }

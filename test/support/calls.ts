@@ -1,5 +1,7 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { SITE_ORIGIN } from './app.js';
+import type { FakeOpenAI } from './fake-openai.js';
+import { waitUntil } from './wait.js';
 
 /** What a browser's offer looks like closely enough for the service (it checks the start and the size). */
 export const SDP_OFFER = [
@@ -85,3 +87,12 @@ export const PRICED_USAGE_USD = 0.070816;
 
 /** "Hung up within 2 s on whichever replica holds it", with room for a slow machine. */
 export const CROSS_REPLICA_BOUND_MS = 4_000;
+
+/** Starts a call from this address and waits for the service's sideband of it at the fake; returns the call id. */
+export async function startWatchedCall(app: FastifyInstance, fake: FakeOpenAI, remoteAddress: string): Promise<string> {
+  const response = await postSdp(app, SDP_OFFER, { remoteAddress });
+  if (response.statusCode !== 201) throw new Error(`expected 201, got ${response.statusCode}: ${response.body}`);
+  const callId = callIdOf(response);
+  await waitUntil(() => fake.sidebandsOpen(callId) === 1, `the sideband of ${callId}`);
+  return callId;
+}
