@@ -102,14 +102,16 @@ if (ONLY === 'realistic') {
   process.exit(0);
 }
 if (ONLY === 'cpu') {
-  // The CPU target: 0 ms upstream, 50 connections. BENCH_SERVICE_ENV (JSON) adds settings (e.g. auth).
+  // The CPU target: 50 connections, 0 ms upstream unless BENCH_LATENCY says otherwise. BENCH_SERVICE_ENV (JSON) adds settings (e.g. auth).
   const auth = process.env.BENCH_AUTH === 'hs256' ? hs256 : undefined;
   const extra = { ...auth?.env, ...(JSON.parse(process.env.BENCH_SERVICE_ENV ?? '{}') as Record<string, string>) };
-  const fake = await startFake(0);
+  // BENCH_LATENCY sets the fake's latency (ms; default 0).
+  const latency = Number(process.env.BENCH_LATENCY ?? 0);
+  const fake = await startFake(latency);
   const baseline = await startBaseline(fake.url);
   const service = await startService(fake.url, extra);
   process.stdout.write(`${HEADER.join('\n')}\n`);
-  await compare(service, baseline, 0, 50, auth);
+  await compare(service, baseline, latency, 50, auth);
   process.stdout.write(`Peak RSS: service ${peakRssMb(service.child.pid!)} MB, baseline ${peakRssMb(baseline.child.pid!)} MB.\n`);
   await stop(service);
   await stop(baseline);

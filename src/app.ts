@@ -1,14 +1,13 @@
-import underPressure from '@fastify/under-pressure';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Config } from './config.js';
-import { AppError, clientErrorHandler, errorHandling, expectationFailed, frameworkErrors, type ErrorHandlingOptions } from './errors.js';
+import { clientErrorHandler, errorHandling, expectationFailed, frameworkErrors, type ErrorHandlingOptions } from './errors.js';
 import { BODY_LIMIT_BYTES, MAX_HEADER_BYTES, MAX_LOGGED_CHARS } from './limits.js';
 import { adminRoutes } from './plugins/admin.js';
 import { callerAuth } from './plugins/caller-auth.js';
 import { clientAddressing } from './plugins/client-address.js';
 import { docs } from './plugins/docs.js';
-import { draining } from './plugins/draining.js';
+import { admission } from './plugins/admission.js';
 import { rateLimiting } from './plugins/rate-limit.js';
 import { failoverStore, localStore } from './plugins/rate-limit-store.js';
 import { requestContext, requestIdFor } from './plugins/request-context.js';
@@ -22,6 +21,9 @@ import type { CallManager } from './realtime/calls.js';
 import type { SpendControl } from './usage/spend.js';
 import { createServices, type AppDeps, type Services } from './services.js';
 import { VERSION } from './version.js';
+
+/** A turn of the event loop this late (ms) means overloaded: new work gets 503 until it catches up. */
+const MAX_EVENT_LOOP_DELAY_MS = 1_000;
 
 export type { AppDeps } from './services.js';
 
@@ -60,7 +62,7 @@ async function buildMetricsServer(config: Config, services: Services): Promise<F
   });
   await server.register(errorHandling, errorOptions);
   await server.register(requestContext);
-  await server.register(draining);
+  await server.register(admission, { maxEventLoopDelayMs: MAX_EVENT_LOOP_DELAY_MS });
   await server.register(metricsRoutes, { metrics, token: config.metricsToken });
   return server;
 }
@@ -138,19 +140,10 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
 
   await app.register(errorHandling, errorOptions);
   await app.register(requestContext);
-  await app.register(draining);
+  // Event-loop delay, not utilization: a busy but responsive server (ELU near 1 under load) keeps serving.
+  await app.register(admission, { maxEventLoopDelayMs: MAX_EVENT_LOOP_DELAY_MS });
   await app.register(clientAddressing, { config, log: logger });
   await app.register(callerAuth, { config, jwt: deps.jwt });
-  await app.register(underPressure, {
-    // Event-loop delay, not utilization: a busy but responsive server (ELU near 1 under load) keeps serving.
-    maxEventLoopDelay: 1_000,
-    // under-pressure sends whatever the handler returns; its typings only admit void.
-    pressureHandler: (() =>
-      new AppError(503, 'The service is overloaded; try again shortly.', {
-        reason: 'overloaded',
-        retryAfter: 5,
-      })) as unknown as () => void,
-  });
   await app.register(security, { config });
   await app.register(rateLimiting, {
     config,

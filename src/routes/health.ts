@@ -69,7 +69,7 @@ export async function healthRoutes(
   app.withTypeProvider<ZodTypeProvider>().get(
     '/healthz',
     {
-      config: { quietAccessLog: true, pressureHandler: () => undefined },
+      config: { quietAccessLog: true, servesWhenOverloaded: true },
       schema: {
         tags: ['operations'],
         summary: 'Liveness and upstream status',

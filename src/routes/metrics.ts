@@ -13,7 +13,7 @@ export async function metricsRoutes(app: FastifyInstance, opts: { metrics: Servi
     '/metrics',
     {
       schema: { hide: true },
-      config: { quietAccessLog: true, pressureHandler: () => undefined, cors: false },
+      config: { quietAccessLog: true, servesWhenOverloaded: true, cors: false },
       onRequest: async (request) => {
         if (authorized && !authorized(request.headers.authorization)) {
           throw new AppError(401, 'A bearer METRICS_TOKEN is required to scrape /metrics.', {
