@@ -117,20 +117,71 @@ export interface UpstreamAnswer {
   text: string;
 }
 
-/** The body as text, refusing more than MAX_BODY_BYTES (a sane OpenAI answer is a few KiB). */
-async function readCapped(body: Dispatcher.ResponseData['body'], contentLength: string | undefined): Promise<string> {
-  if (contentLength !== undefined && Number(contentLength) <= MAX_BODY_BYTES) return body.text();
-  let text = '';
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) {
-      body.destroy();
-      break;
-    }
-    text += (chunk as Buffer).toString('utf8');
+/**
+ * One HTTP exchange as an undici dispatch handler: the status, the headers and the body as text,
+ * keeping at most MAX_BODY_BYTES (a sane OpenAI answer is a few KiB; past that the rest is not
+ * read). No response stream, no AbortSignal: `abort()` cuts it. (Through `pool.request()` a mint
+ * paid for a Readable, an async iterator and an abort listener it never needed.)
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  readonly answer: Promise<UpstreamAnswer>;
+  private resolve!: (answer: UpstreamAnswer) => void;
+  private reject!: (error: Error) => void;
+  private controller: Dispatcher.DispatchController | undefined;
+  private abortedWith: Error | undefined;
+  private status = 0;
+  private headers: Record<string, string | string[] | undefined> = {};
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+
+  constructor() {
+    this.answer = new Promise<UpstreamAnswer>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
   }
-  return text;
+
+  /** Cuts the exchange (its answer rejects), whether it has started or not. */
+  abort(): void {
+    this.abortedWith ??= new undiciErrors.RequestAbortedError();
+    this.controller?.abort(this.abortedWith);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.abortedWith) controller.abort(this.abortedWith);
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // 1xx informational answers come first; the final one replaces them.
+    this.status = statusCode;
+    this.headers = headers;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.size += chunk.length;
+    if (this.size <= MAX_BODY_BYTES) {
+      this.chunks.push(chunk);
+      return;
+    }
+    // Too much: answer with what came (its status is what matters) and stop reading.
+    this.finish();
+    controller.abort(new undiciErrors.ResponseExceededMaxSizeError());
+  }
+
+  onResponseEnd(): void {
+    this.finish();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    // After finish() this changes nothing: the answer is already settled.
+    this.reject(error);
+  }
+
+  private finish(): void {
+    const text = this.chunks.length === 1 ? this.chunks[0]!.toString('utf8') : Buffer.concat(this.chunks).toString('utf8');
+    this.resolve({ status: this.status, headers: this.headers, text });
+  }
 }
 
 function sleep(ms: number): Promise<void> {
@@ -150,7 +201,7 @@ export class UpstreamTransport {
   private readonly backoffCapMs: number;
   private readonly random: () => number;
   /** Attempts in flight, aborted when a shutdown's time is up: they end with an answer, not a cut. */
-  private readonly inFlight = new Set<AbortController>();
+  private readonly inFlight = new Set<{ abort(): void }>();
   private drained = false;
   private drainDeadline = Number.POSITIVE_INFINITY;
   private keepWarmTimer: NodeJS.Timeout | undefined;
@@ -211,7 +262,7 @@ export class UpstreamTransport {
     this.drainDeadline = performance.now() + withinMs;
     setTimeout(() => {
       this.drained = true;
-      for (const controller of this.inFlight) controller.abort();
+      for (const exchange of this.inFlight) exchange.abort();
     }, withinMs).unref();
   }
 
@@ -292,19 +343,18 @@ export class UpstreamTransport {
   private async attempt(request: UpstreamRequest, timeoutMs: number): Promise<UpstreamAnswer> {
     const started = performance.now();
     this.lastCallAt = started;
-    const controller = new AbortController();
-    if (this.drained) controller.abort();
-    this.inFlight.add(controller);
+    const listensLate = request.onLateAnswer !== undefined;
+    const exchange = this.exchange(request, listensLate ? timeoutMs + LATE_ANSWER_MS : undefined);
+    if (this.drained) exchange.abort();
+    this.inFlight.add(exchange);
     const observe = (outcome: string) =>
       this.options.onAttempt?.(request.operation, outcome, (performance.now() - started) / 1000);
-    const listensLate = request.onLateAnswer !== undefined;
     let timedOut = false;
-    let onTimeout: () => void = () => controller.abort();
+    let onTimeout: () => void = () => exchange.abort();
     const timer = setTimeout(() => {
       timedOut = true;
       onTimeout();
     }, timeoutMs);
-    const exchange = this.exchange(request, controller.signal, listensLate ? timeoutMs + LATE_ANSWER_MS : undefined);
     // A request that creates something is not cut at the timeout: the attempt fails then, the
     // request goes on (bounded) and a late 2xx goes to onLateAnswer.
     const cutOff = listensLate
@@ -314,14 +364,14 @@ export class UpstreamTransport {
       : undefined;
     let detached = false;
     try {
-      const answer = await (cutOff ? Promise.race([exchange, cutOff]) : exchange);
+      const answer = await (cutOff ? Promise.race([exchange.answer, cutOff]) : exchange.answer);
       observe(String(answer.status));
       if ((answer.status >= 200 && answer.status < 300) || request.acceptStatus?.includes(answer.status)) return answer;
       throw new AttemptError(this.refusal(answer));
     } catch (error) {
       if (timedOut && cutOff) {
         detached = true;
-        this.listenLate(request, exchange, controller);
+        this.listenLate(request, exchange);
       }
       if (error instanceof AttemptError) {
         if (timedOut) observe(error.failure.kind);
@@ -334,25 +384,27 @@ export class UpstreamTransport {
       throw new AttemptError(failure);
     } finally {
       clearTimeout(timer);
-      if (!detached) this.inFlight.delete(controller);
+      if (!detached) this.inFlight.delete(exchange);
     }
   }
 
-  /** One HTTP exchange: the status, headers and (capped) body, or a network error. */
-  private async exchange(request: UpstreamRequest, signal: AbortSignal, timeoutMs: number | undefined): Promise<UpstreamAnswer> {
-    const response = await this.pool.request({
-      method: 'POST',
-      path: `${this.pathPrefix}${request.path}`,
-      headers: request.contentType
-        ? { authorization: this.authorization, 'content-type': request.contentType }
-        : { authorization: this.authorization },
-      body: request.body,
-      signal,
-      // A request listened to past its timeout outlives the pool's own header and body timeouts.
-      ...(timeoutMs !== undefined ? { headersTimeout: timeoutMs, bodyTimeout: timeoutMs } : {}),
-    });
-    const text = await readCapped(response.body, header(response.headers, 'content-length'));
-    return { status: response.statusCode, headers: response.headers, text };
+  /** Dispatches one HTTP exchange: its answer (status, headers, capped body) or a network error. */
+  private exchange(request: UpstreamRequest, timeoutMs: number | undefined): Exchange {
+    const exchange = new Exchange();
+    this.pool.dispatch(
+      {
+        method: 'POST',
+        path: `${this.pathPrefix}${request.path}`,
+        headers: request.contentType
+          ? { authorization: this.authorization, 'content-type': request.contentType }
+          : { authorization: this.authorization },
+        body: request.body ?? null,
+        // A request listened to past its timeout outlives the pool's own header and body timeouts.
+        ...(timeoutMs !== undefined ? { headersTimeout: timeoutMs, bodyTimeout: timeoutMs } : {}),
+      },
+      exchange,
+    );
+    return exchange;
   }
 
   /** A non-2xx answer as an attempt failure: never OpenAI's text as is (it may echo the key, issue 16). */
@@ -372,17 +424,17 @@ export class UpstreamTransport {
   }
 
   /** After the timeout: waits up to LATE_ANSWER_MS more for the answer, and hands a 2xx over. */
-  private listenLate(request: UpstreamRequest, exchange: Promise<UpstreamAnswer>, controller: AbortController): void {
-    const giveUp = setTimeout(() => controller.abort(), LATE_ANSWER_MS);
+  private listenLate(request: UpstreamRequest, exchange: Exchange): void {
+    const giveUp = setTimeout(() => exchange.abort(), LATE_ANSWER_MS);
     giveUp.unref();
-    exchange
+    exchange.answer
       .then((answer) => {
         if (answer.status >= 200 && answer.status < 300) request.onLateAnswer?.(answer);
       })
       .catch(() => undefined)
       .finally(() => {
         clearTimeout(giveUp);
-        this.inFlight.delete(controller);
+        this.inFlight.delete(exchange);
       });
   }
 }
