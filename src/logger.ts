@@ -25,6 +25,21 @@ const REDACTED_PATHS = [
   'body.client_secret',
 ];
 
+let stampedAt = Number.NaN;
+let stamp = '';
+/**
+ * pino's isoTime, worked out once per millisecond rather than once per line (a Date and an ISO
+ * string each time: a few % of a mint's CPU).
+ */
+export function isoTime(): string {
+  const now = Date.now();
+  if (now !== stampedAt) {
+    stampedAt = now;
+    stamp = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return stamp;
+}
+
 export function createLogger(
   config: Pick<Config, 'logLevel'> & { openaiApiKey?: string; authJwtSecret?: string; adminToken?: string; metricsToken?: string },
   destination?: DestinationStream,
@@ -33,7 +48,7 @@ export function createLogger(
   const options: LoggerOptions = {
     level: config.logLevel,
     base: { service: 'realtime-token-service' },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTime,
     formatters: { level: (label) => ({ level: label }) },
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     // Last line of defence: every line, whatever put the text in it, leaves without the key or

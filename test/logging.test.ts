@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createLogger } from '../src/logger.js';
+import { createLogger, isoTime } from '../src/logger.js';
 import { FAKE_API_KEY } from './support/fake-openai.js';
 import { EXTENSION_ORIGIN, LogCapture, useFakeOpenAI, type TestApp } from './support/app.js';
 
@@ -85,5 +85,17 @@ describe('logs', () => {
     // ordinary words that merely contain sk- or ek_ survive
     logger.info({ note: 'risk-free desk-lamp task_list week_1' }, 'words');
     expect(capture.lines.at(-1)?.note).toBe('risk-free desk-lamp task_list week_1');
+  });
+});
+
+describe('isoTime', () => {
+  it("is pino's ISO time field, for the current millisecond", () => {
+    const before = Date.now();
+    const stamp = isoTime();
+    const after = Date.now();
+    expect(stamp).toMatch(/^,"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"$/);
+    const time = Date.parse((JSON.parse(`{${stamp.slice(1)}}`) as { time: string }).time);
+    expect(time).toBeGreaterThanOrEqual(before);
+    expect(time).toBeLessThanOrEqual(after);
   });
 });
