@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
@@ -49,7 +49,10 @@ export function parseAddress(entry: string): string | undefined {
   if (v6?.[1]) text = v6[1];
   const zone = text.indexOf('%');
   if (zone > 0 && text.includes(':')) text = text.slice(0, zone);
-  if (isIP(text) === 0) return undefined;
+  const family = isIP(text);
+  if (family === 0) return undefined;
+  // A dotted quad is already canonical (isIP refuses leading zeros).
+  if (family === 4) return text;
   // 128: no masking, only normalization (lower case, compressed, IPv4-mapped to IPv4).
   const canonical = normalizeIP(text, 128);
   return embeddedIPv4(canonical) ?? canonical;
@@ -58,6 +61,18 @@ export function parseAddress(entry: string): string | undefined {
 /** The rate-limit key of an address: IPv4 as is, IPv6 by its /prefix network (one home gets a whole prefix). */
 export function addressKey(address: string, ipv6Prefix: number): string {
   return isIP(address) === 6 ? `ip:${normalizeIP(address, ipv6Prefix)}/${ipv6Prefix}` : `ip:${address}`;
+}
+
+// A kept-alive connection's peer does not change: parsed once per socket.
+const peers = new WeakMap<Socket, string>();
+function peerAddress(socket: Socket): string {
+  let peer = peers.get(socket);
+  if (peer === undefined) {
+    peer = parseAddress(socket.remoteAddress ?? '') ?? 'unknown';
+    // remoteAddress is undefined once the socket is gone: do not remember that.
+    if (socket.remoteAddress !== undefined) peers.set(socket, peer);
+  }
+  return peer;
 }
 
 /**
@@ -71,7 +86,7 @@ export function clientAddress(
   trustedHops: number,
   onMisconfigured: (why: string) => void = () => undefined,
 ): string {
-  const peer = parseAddress(req.socket.remoteAddress ?? '') ?? 'unknown';
+  const peer = peerAddress(req.socket);
   if (trustedHops === 0) return peer;
   const header = req.headers['x-forwarded-for'];
   const hops = (Array.isArray(header) ? header.join(',') : (header ?? ''))

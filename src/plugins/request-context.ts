@@ -36,6 +36,7 @@ export const requestContext = fp(
       // Counted in the refusal summary line instead.
       if (request.quietRefusal) return done();
       const quiet = request.routeOptions.config?.quietAccessLog === true && reply.statusCode < 400;
+      if (quiet && request.log.level !== 'debug' && request.log.level !== 'trace') return done();
       request.log[quiet ? 'debug' : 'info'](
         {
           method: request.method,
