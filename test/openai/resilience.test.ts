@@ -50,6 +50,19 @@ describe('retries', () => {
     expect(openai.fake.mintRequests).toHaveLength(1);
   });
 
+  it('reads at most 1 MiB of an answer: a 3 MiB error is a refusal, a 3 MiB 200 is unusable (502), never a crash', async () => {
+    const t = await app({ OPENAI_MAX_RETRIES: '0' });
+    const huge = `{"error":{"message":"${'x'.repeat(3 << 20)}","type":"invalid_request_error"}}`;
+    openai.fake.script({ kind: 'raw', status: 400, body: huge });
+    expectEnvelope(await t.mint(), 502);
+    // A whole secret, padded past the cap: cut at 1 MiB it is no JSON, so no use.
+    const padded = `{"value":"ek_x","expires_at":1,"session":{"id":"sess_x"},"pad":"${'y'.repeat(3 << 20)}"}`;
+    openai.fake.script({ kind: 'raw', status: 200, body: padded });
+    expectEnvelope(await t.mint(), 502);
+    // The connection is usable afterwards.
+    expect((await t.mint()).statusCode).toBe(200);
+  });
+
   it('a reset connection is retried: reset then success -> 200', async () => {
     const t = await app();
     openai.fake.script({ kind: 'reset' });
