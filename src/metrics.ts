@@ -1,9 +1,72 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { BreakerState } from './openai/circuit-breaker.js';
 import { SHARED_STATE_MODES, type SharedStateMode } from './redis.js';
 import type { PoolLabelStats, SecretPoolStats } from './realtime/secret-pool.js';
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
+
+/** One label set's buckets (counts per bound, not cumulative), sum and count. */
+interface Series {
+  labels: Record<string, string>;
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+/**
+ * A histogram with two labels that costs a lookup and two additions per observation, rendered by
+ * the prom-client registry exactly as its own Histogram is. (prom-client's, even through a label
+ * child, converts, validates and hashes the labels again on every observe: a few % of a mint.)
+ */
+export class LeanHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly series = new Map<string, Series>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly [string, string],
+    private readonly upperBounds: readonly number[],
+    registry: Registry,
+  ) {
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  observe(first: string, second: string, value: number): void {
+    if (!Number.isFinite(value)) return;
+    const key = `${first}\u0000${second}`;
+    let series = this.series.get(key);
+    if (!series) {
+      series = { labels: { [this.labelNames[0]]: first, [this.labelNames[1]]: second }, counts: this.upperBounds.map(() => 0), sum: 0, count: 0 };
+      this.series.set(key, series);
+    }
+    const bound = this.upperBounds.findIndex((upper) => value <= upper);
+    if (bound >= 0) series.counts[bound]! += 1;
+    series.sum += value;
+    series.count += 1;
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+
+  /** What the registry renders: cumulative buckets, +Inf, _sum and _count per label set. */
+  get() {
+    const values: { metricName: string; labels: Record<string, string | number>; sharedLabels: Record<string, string>; value: number }[] = [];
+    for (const { labels, counts, sum, count } of this.series.values()) {
+      let cumulative = 0;
+      this.upperBounds.forEach((upper, i) => {
+        cumulative += counts[i]!;
+        values.push({ metricName: `${this.name}_bucket`, labels: { le: upper }, sharedLabels: labels, value: cumulative });
+      });
+      values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf' }, sharedLabels: labels, value: count });
+      values.push({ metricName: `${this.name}_sum`, labels: {}, sharedLabels: labels, value: sum });
+      values.push({ metricName: `${this.name}_count`, labels: {}, sharedLabels: labels, value: count });
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+}
 
 /** Every metric of one app instance, on its own registry (so tests can build many apps). */
 export class ServiceMetrics {
@@ -23,13 +86,13 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
 
-  readonly upstreamSeconds = new Histogram({
-    name: 'openai_request_duration_seconds',
-    help: 'Duration of each attempt at an OpenAI call, by operation and outcome (HTTP status or failure kind).',
-    labelNames: ['operation', 'outcome'] as const,
-    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
-    registers: [this.registry],
-  });
+  readonly upstreamSeconds = new LeanHistogram(
+    'openai_request_duration_seconds',
+    'Duration of each attempt at an OpenAI call, by operation and outcome (HTTP status or failure kind).',
+    ['operation', 'outcome'],
+    [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+    this.registry,
+  );
 
   readonly callStarts = new Counter({
     name: 'realtime_calls_started_total',
@@ -98,7 +161,6 @@ export class ServiceMetrics {
 
   // Label children looked up once per label set, not hashed again on every request.
   private readonly mintChildren = new Map<string, Counter.Internal>();
-  private readonly upstreamChildren = new Map<string, Histogram.Internal<'operation' | 'outcome'>>();
 
   countMint(model: string, outcome: 'minted' | 'pooled' | 'failed'): void {
     const key = `${model}\u0000${outcome}`;
@@ -111,13 +173,7 @@ export class ServiceMetrics {
   }
 
   observeUpstream(operation: string, outcome: string, seconds: number): void {
-    const key = `${operation}\u0000${outcome}`;
-    let child = this.upstreamChildren.get(key);
-    if (!child) {
-      child = this.upstreamSeconds.labels({ operation, outcome });
-      this.upstreamChildren.set(key, child);
-    }
-    child.observe(seconds);
+    this.upstreamSeconds.observe(operation, outcome, seconds);
   }
 
   constructor(collectProcessMetrics: boolean) {

@@ -1,5 +1,7 @@
+import { Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { expectEnvelope, useFakeOpenAI, type TestApp } from './support/app.js';
+import { LeanHistogram } from '../src/metrics.js';
 
 const openai = useFakeOpenAI();
 let t: TestApp;
@@ -48,5 +50,29 @@ describe('GET /metrics', () => {
   it('is off with METRICS_ENABLED=false', async () => {
     t = await openai.app({ METRICS_ENABLED: 'false' });
     expectEnvelope(await t.app.inject({ method: 'GET', url: '/metrics' }), 404);
+  });
+});
+
+describe('LeanHistogram', () => {
+  it("renders exactly as prom-client's own Histogram for the same observations", async () => {
+    const buckets = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10];
+    const reference = new Registry();
+    const theirs = new Histogram({ name: 'h_seconds', help: 'A histogram.', labelNames: ['operation', 'outcome'], buckets, registers: [reference] });
+    const lean = new Registry();
+    const ours = new LeanHistogram('h_seconds', 'A histogram.', ['operation', 'outcome'], buckets, lean);
+    const observations: [string, string, number][] = [
+      ['client_secrets', '200', 0.004],
+      ['client_secrets', '200', 0.3],
+      ['client_secrets', '500', 12],
+      ['calls', 'timeout', 10],
+      ['client_secrets', '200', 0.05],
+    ];
+    for (const [operation, outcome, seconds] of observations) {
+      theirs.labels({ operation, outcome }).observe(seconds);
+      ours.observe(operation, outcome, seconds);
+    }
+    const text = await lean.metrics();
+    expect(text).toBe(await reference.metrics());
+    expect(text).toMatch(/^h_seconds_bucket\{le="0.05",operation="client_secrets",outcome="200"\} 2$/m);
   });
 });
