@@ -69,12 +69,14 @@ export class SecretMinter {
     let body: string;
     if (choice.instructions === undefined) {
       const session = this.prepare(choice);
-      const pooled = this.pool?.take(session.key, session);
-      if (pooled) return { secret: pooled, instructions: session.instructions, source: 'pool', upstreamMs: 0 };
-      const started = performance.now();
-      const refill = await this.pool?.waitForRefill(session.key);
-      if (refill) {
-        return { secret: refill, instructions: session.instructions, source: 'pool', upstreamMs: performance.now() - started };
+      if (this.pool) {
+        const pooled = this.pool.take(session.key, session);
+        if (pooled) return { secret: pooled, instructions: session.instructions, source: 'pool', upstreamMs: 0 };
+        const started = performance.now();
+        const refill = await this.pool.waitForRefill(session.key);
+        if (refill) {
+          return { secret: refill, instructions: session.instructions, source: 'pool', upstreamMs: performance.now() - started };
+        }
       }
       ({ instructions, body } = session);
     } else {
