@@ -9,8 +9,8 @@ export async function waitUntil(check: () => boolean | Promise<boolean>, what: s
 
 /**
  * Lets the event loop turn. Back-to-back inject() calls resolve through microtasks only, which
- * starves timers; the admission plugin's timer then comes over a second late, and (rightly, for a
- * stuck loop) new requests get 503. Long inject loops call this.
+ * starves timers; the admission plugin then sees a second with no event-loop samples, reads it as
+ * a stuck loop, and (rightly, for one) new requests get 503. Long inject loops call this.
  */
 export function turn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
