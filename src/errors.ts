@@ -1,11 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BODY_LIMIT_BYTES, kib, MAX_HEADER_BYTES } from './limits.js';
+
+// Not `import { STATUS_CODES } from 'node:http'`: node:http as an ES module reads every export, and
+// its lazy WebSocket getters load Node's bundled undici (~13 MB of RSS, 2 MB of heap) for nothing.
+const { STATUS_CODES } = process.getBuiltinModule('node:http');
 
 /** Why a request was refused: the label of the refusal log line and of the refusals metric. */
 export type RefusalReason =
