@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { boundedJwksFetch } from '../jwks-fetch.js';
@@ -50,7 +50,10 @@ function lifetimeProblem(iat: number | undefined, exp: number | undefined, nowSe
 }
 
 /** Verifies `Authorization: Bearer <JWT>` against AUTH_JWKS_URL or AUTH_JWT_SECRET; resolves to `sub`. */
-function jwtVerifier(config: Pick<Config, 'authJwksUrl' | 'authJwtSecret' | 'authIssuer' | 'authAudience'>, options: JwtVerifierOptions = {}): ((authorization: string | undefined) => Promise<string>) | undefined {
+async function jwtVerifier(config: Pick<Config, 'authJwksUrl' | 'authJwtSecret' | 'authIssuer' | 'authAudience'>, options: JwtVerifierOptions = {}): Promise<((authorization: string | undefined) => Promise<string>) | undefined> {
+  if (!config.authJwksUrl && !config.authJwtSecret) return undefined;
+  // jose only when authentication is on: without it, its modules would sit in the heap unused.
+  const { createRemoteJWKSet, customFetch, errors: joseErrors, jwtVerify } = await import('jose');
   let key: Uint8Array | JWTVerifyGetKey;
   let algorithms: string[];
   if (config.authJwksUrl) {
@@ -62,11 +65,9 @@ function jwtVerifier(config: Pick<Config, 'authJwksUrl' | 'authJwtSecret' | 'aut
       [customFetch]: boundedJwksFetch({ failureBackoffMs: options.jwksFailureBackoffMs }),
     });
     algorithms = JWKS_ALGORITHMS;
-  } else if (config.authJwtSecret) {
+  } else {
     key = new TextEncoder().encode(config.authJwtSecret);
     algorithms = ['HS256'];
-  } else {
-    return undefined;
   }
   const verifyOptions = {
     algorithms,
@@ -125,7 +126,7 @@ export const callerAuth = fp(
     app: FastifyInstance,
     opts: { config: Pick<Config, 'authJwksUrl' | 'authJwtSecret' | 'authIssuer' | 'authAudience'>; jwt?: JwtVerifierOptions },
   ) {
-    const verify = jwtVerifier(opts.config, opts.jwt);
+    const verify = await jwtVerifier(opts.config, opts.jwt);
     if (opts.config.authJwksUrl && opts.config.authAudience.length === 0) {
       app.log.warn('AUTH_JWKS_URL without AUTH_AUDIENCE: any token of this issuer is accepted, whatever app it was issued for; set AUTH_AUDIENCE');
     }
