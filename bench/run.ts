@@ -32,30 +32,71 @@ interface Figures {
   non2xx: number;
 }
 
-async function load(server: Proc, connections: number, auth: Auth): Promise<Figures> {
-  const url = server.url;
-  const opts: autocannon.Options = {
-    url: `${url}/v1/realtime/token`,
+// The service and the baseline are loaded in turns of DURATION_S / SLICES each, SLICES turns each: a
+// slow stretch of the shared machine (another process, a busy neighbour VM) then falls on both alike
+// instead of on whichever ran through it. BENCH_SLICES=1 runs each in one go.
+const SLICES = Math.max(1, Number(process.env.BENCH_SLICES ?? 4));
+// Warm-up per server before the first slice, not counted: WARMUP_REQUESTS requests (or WARMUP_MAX_S
+// seconds, whichever comes first) at 50 connections, because what warms is the JIT, and at 300 ms
+// upstream a few seconds are a few hundred requests, far from a warm process (measured: the
+// service's CPU per mint fell from 760 to 440 µs between its first and third 1,300 requests, the
+// baseline's from 620 to 350). A replica serves for hours: its warm cost is the cost.
+const WARMUP_REQUESTS = Number(process.env.BENCH_WARMUP_REQUESTS ?? 10_000);
+const WARMUP_MAX_S = 20;
+const WARMUP_CONNECTIONS = 50;
+
+function warmUp(server: Proc, auth: Auth): Promise<void> {
+  const options = loadOptions(server, WARMUP_CONNECTIONS, auth, 0);
+  delete options.duration;
+  return new Promise((resolve) => {
+    const instance = autocannon({ ...options, amount: WARMUP_REQUESTS }, () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    const timer = setTimeout(() => instance.stop(), WARMUP_MAX_S * 1000);
+  });
+}
+
+function loadOptions(server: Proc, connections: number, auth: Auth, duration: number): autocannon.Options {
+  return {
+    url: `${server.url}/v1/realtime/token`,
     method: 'POST',
     headers: { origin: ORIGIN, 'content-type': 'application/json', ...(auth ? { authorization: auth.header } : {}) },
     body: '{}',
     connections,
-    duration: DURATION_S,
+    duration,
   };
-  // A short warm-up, not counted: JIT, keep-alive pools.
-  await autocannon({ ...opts, duration: 1 });
-  const cpuBefore = cpuMs(server.child.pid!);
-  const result = await autocannon(opts);
-  const cpuUsed = cpuMs(server.child.pid!) - cpuBefore;
-  return {
-    rps: Math.round(result.requests.average),
-    cpuUsPerRequest: Math.round((cpuUsed * 1000) / Math.max(1, result.requests.total)),
-    p50: result.latency.p50,
-    p975: result.latency.p97_5,
-    p99: result.latency.p99,
-    errors: result.errors + result.timeouts,
-    non2xx: result.non2xx,
-  };
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+
+/** Each server's figures over its slices: CPU and answers summed, latency percentiles the median of the slices'. */
+async function loadInTurns(servers: Proc[], connections: number, auth: Auth): Promise<Figures[]> {
+  for (const server of servers) await warmUp(server, auth);
+  const slices = servers.map(() => ({ cpuMs: 0, requests: 0, p50: [] as number[], p975: [] as number[], p99: [] as number[], errors: 0, non2xx: 0 }));
+  for (let slice = 0; slice < SLICES; slice++) {
+    for (const [i, server] of servers.entries()) {
+      const cpuBefore = cpuMs(server.child.pid!);
+      const result = await autocannon(loadOptions(server, connections, auth, DURATION_S / SLICES));
+      const sum = slices[i]!;
+      sum.cpuMs += cpuMs(server.child.pid!) - cpuBefore;
+      sum.requests += result.requests.total;
+      sum.p50.push(result.latency.p50);
+      sum.p975.push(result.latency.p97_5);
+      sum.p99.push(result.latency.p99);
+      sum.errors += result.errors + result.timeouts;
+      sum.non2xx += result.non2xx;
+    }
+  }
+  return slices.map((sum) => ({
+    rps: Math.round(sum.requests / DURATION_S),
+    cpuUsPerRequest: Math.round((sum.cpuMs * 1000) / Math.max(1, sum.requests)),
+    p50: median(sum.p50),
+    p975: median(sum.p975),
+    p99: median(sum.p99),
+    errors: sum.errors,
+    non2xx: sum.non2xx,
+  }));
 }
 
 async function coldWarm(url: string): Promise<{ coldMs: number; warmMs: number }> {
@@ -79,8 +120,7 @@ const goalRatios = new Map<number, { service: number; baseline: number; ratio: n
 
 /** One row of the main table: the service and the baseline under the same load. */
 async function compare(service: Proc, baseline: Proc, latency: number, connections: number, auth?: Auth): Promise<string> {
-  const base = await load(baseline, connections, auth);
-  const svc = await load(service, connections, auth);
+  const [base, svc] = (await loadInTurns([baseline, service], connections, auth)) as [Figures, Figures];
   const cpuRatio = base.cpuUsPerRequest > 0 ? svc.cpuUsPerRequest / base.cpuUsPerRequest : 0;
   if (connections === 50 && !auth) goalRatios.set(latency, { service: svc.cpuUsPerRequest, baseline: base.cpuUsPerRequest, ratio: cpuRatio });
   const row = `| ${latency} ms${auth ? ', auth HS256' : ''} | ${connections} | ${svc.rps} | ${fmt(svc.p50)} | ${fmt(svc.p975)} / ${fmt(svc.p99)} | ${svc.cpuUsPerRequest} | ${base.rps} | ${fmt(base.p50)} | ${fmt(base.p975)} / ${fmt(base.p99)} | ${base.cpuUsPerRequest} | ${cpuRatio.toFixed(2)} | ${fmt(svc.p99 - base.p99)} | ${svc.errors + svc.non2xx} |`;
@@ -169,7 +209,9 @@ const table = [
   'Written by `npm run bench` (bench/run.ts): a loopback fake OpenAI with fixed latency, the built service',
   '(`node dist/server.js`, limits raised, `LOG_LEVEL=info` with stdout drained), and a baseline: a bare Fastify',
   'route forwarding to the same fake (and the same session body) through undici with no checks and no logging',
-  `(bench/baseline.mjs, plain node). autocannon, POST \`{}\` with an allowed Origin, ${DURATION_S} s per run after a 1 s warm-up.`,
+  `(bench/baseline.mjs, plain node). autocannon, POST \`{}\` with an allowed Origin, ${DURATION_S} s per server and row after a warm-up`,
+  `of ${WARMUP_REQUESTS.toLocaleString('en')} requests or ${WARMUP_MAX_S} s at ${WARMUP_CONNECTIONS} connections (the JIT; bench/run.ts says why),`,
+  `in ${SLICES} turns of ${DURATION_S / SLICES} s taken by the two servers alternately (so a slow stretch of the shared machine falls on both alike).`,
   "Latencies in ms. CPU µs/req is the server process's own CPU time per answered request (from /proc): unlike req/s it",
   'does not depend on how the two cores are shared with the fake, the load generator and whatever else runs.',
   'CPU ratio = service / baseline CPU µs per request: what the service costs over the bare passthrough. (A req/s ratio',
