@@ -40,7 +40,10 @@ const SLICES = Math.max(1, Number(process.env.BENCH_SLICES ?? 4));
 // seconds, whichever comes first) at 50 connections, because what warms is the JIT, and at 300 ms
 // upstream a few seconds are a few hundred requests, far from a warm process (measured: the
 // service's CPU per mint fell from 760 to 440 µs between its first and third 1,300 requests, the
-// baseline's from 620 to 350). A replica serves for hours: its warm cost is the cost.
+// baseline's from 620 to 350). A replica serves for hours: its warm cost is the cost. At 300 ms the
+// 20 s bound stops it near 3,000 requests: the 300 ms figures depend on the warm-up more than any
+// other (after 3,000 requests the ratio read 1.8x, after 6,000 1.6x; after a 90 s warm-up both
+// processes cost more, 617 and 417 µs, 1.5x, their heaps having grown): compare runs of one setting.
 const WARMUP_REQUESTS = Number(process.env.BENCH_WARMUP_REQUESTS ?? 10_000);
 const WARMUP_MAX_S = 20;
 const WARMUP_CONNECTIONS = 50;

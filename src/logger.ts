@@ -25,17 +25,34 @@ const REDACTED_PATHS = [
   'body.client_secret',
 ];
 
+let minuteStart = Number.NaN;
+let minutePrefix = '';
 let stampedAt = Number.NaN;
 let stamp = '';
+
+/** pino's `,"time":"<ISO 8601>"` for a time in ms, the date and minute formatted once a minute. */
+export function isoStamp(now: number): string {
+  const intoMinute = now - minuteStart;
+  if (!(intoMinute >= 0 && intoMinute < 60_000)) {
+    minuteStart = now - (now % 60_000);
+    // "2026-12-01T19:40:" (17 characters).
+    minutePrefix = `,"time":"${new Date(minuteStart).toISOString().slice(0, 17)}`;
+  }
+  const ms = now - minuteStart;
+  const seconds = Math.floor(ms / 1_000);
+  const milli = ms % 1_000;
+  return `${minutePrefix}${seconds < 10 ? '0' : ''}${seconds}.${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z"`;
+}
+
 /**
- * pino's isoTime, worked out once per millisecond rather than once per line (a Date and an ISO
- * string each time: a few % of a mint's CPU).
+ * pino's isoTime without a Date per line: the same text, worked out once per millisecond from a
+ * prefix made once a minute (a Date and toISOString() on every line were a few % of a mint).
  */
 export function isoTime(): string {
   const now = Date.now();
   if (now !== stampedAt) {
     stampedAt = now;
-    stamp = `,"time":"${new Date(now).toISOString()}"`;
+    stamp = isoStamp(now);
   }
   return stamp;
 }

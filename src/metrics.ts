@@ -21,7 +21,10 @@ interface Series {
 export class LeanHistogram {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
-  private readonly series = new Map<string, Series>();
+  /** By first label, then second: no key string built per observation. */
+  private readonly series = new Map<string, Map<string, Series>>();
+  /** The same, in the order they first appeared (prom-client's order). */
+  private readonly ordered: Series[] = [];
 
   constructor(
     readonly name: string,
@@ -35,26 +38,37 @@ export class LeanHistogram {
 
   observe(first: string, second: string, value: number): void {
     if (!Number.isFinite(value)) return;
-    const key = `${first}\u0000${second}`;
-    let series = this.series.get(key);
+    let bySecond = this.series.get(first);
+    if (!bySecond) {
+      bySecond = new Map();
+      this.series.set(first, bySecond);
+    }
+    let series = bySecond.get(second);
     if (!series) {
       series = { labels: { [this.labelNames[0]]: first, [this.labelNames[1]]: second }, counts: this.upperBounds.map(() => 0), sum: 0, count: 0 };
-      this.series.set(key, series);
+      bySecond.set(second, series);
+      this.ordered.push(series);
     }
-    const bound = this.upperBounds.findIndex((upper) => value <= upper);
-    if (bound >= 0) series.counts[bound]! += 1;
+    const bounds = this.upperBounds;
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= bounds[i]!) {
+        series.counts[i]! += 1;
+        break;
+      }
+    }
     series.sum += value;
     series.count += 1;
   }
 
   reset(): void {
     this.series.clear();
+    this.ordered.length = 0;
   }
 
   /** What the registry renders: cumulative buckets, +Inf, _sum and _count per label set. */
   get() {
     const values: { metricName: string; labels: Record<string, string | number>; sharedLabels: Record<string, string>; value: number }[] = [];
-    for (const { labels, counts, sum, count } of this.series.values()) {
+    for (const { labels, counts, sum, count } of this.ordered) {
       let cumulative = 0;
       this.upperBounds.forEach((upper, i) => {
         cumulative += counts[i]!;

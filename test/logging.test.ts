@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createLogger, isoTime } from '../src/logger.js';
+import { createLogger, isoStamp, isoTime } from '../src/logger.js';
 import { FAKE_API_KEY } from './support/fake-openai.js';
 import { EXTENSION_ORIGIN, LogCapture, useFakeOpenAI, type TestApp } from './support/app.js';
 
@@ -89,6 +89,13 @@ describe('logs', () => {
 });
 
 describe('isoTime', () => {
+  it("writes what toISOString() does, at minute, second and millisecond edges and across years", () => {
+    const times = [0, 999, 1_000, 59_999, 60_000, 86_399_999, Date.UTC(2026, 11, 31, 23, 59, 59, 999), Date.UTC(2027, 0, 1), Date.UTC(2028, 1, 29, 12, 0, 9, 90)];
+    for (let i = 0; i < 2_000; i++) times.push(Math.floor(Math.random() * 4_102_444_800_000));
+    // Out of order on purpose: the cached minute must be replaced, never reused wrongly.
+    for (const time of times) expect(isoStamp(time)).toBe(`,"time":"${new Date(time).toISOString()}"`);
+  });
+
   it("is pino's ISO time field, for the current millisecond", () => {
     const before = Date.now();
     const stamp = isoTime();

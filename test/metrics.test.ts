@@ -66,6 +66,7 @@ describe('LeanHistogram', () => {
       ['client_secrets', '500', 12],
       ['calls', 'timeout', 10],
       ['client_secrets', '200', 0.05],
+      ['calls', '201', 0.2],
     ];
     for (const [operation, outcome, seconds] of observations) {
       theirs.labels({ operation, outcome }).observe(seconds);
