@@ -345,7 +345,6 @@ export class UpstreamTransport {
     this.lastCallAt = started;
     const listensLate = request.onLateAnswer !== undefined;
     const exchange = this.exchange(request, listensLate ? timeoutMs + LATE_ANSWER_MS : undefined);
-    if (this.drained) exchange.abort();
     this.inFlight.add(exchange);
     const observe = (outcome: string) =>
       this.options.onAttempt?.(request.operation, outcome, (performance.now() - started) / 1000);
@@ -391,6 +390,8 @@ export class UpstreamTransport {
   /** Dispatches one HTTP exchange: its answer (status, headers, capped body) or a network error. */
   private exchange(request: UpstreamRequest, timeoutMs: number | undefined): Exchange {
     const exchange = new Exchange();
+    // Past the shutdown's deadline nothing more goes out: aborted before it can be written.
+    if (this.drained) exchange.abort();
     this.pool.dispatch(
       {
         method: 'POST',

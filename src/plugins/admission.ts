@@ -15,8 +15,8 @@ declare module 'fastify' {
 }
 
 export interface AdmissionOptions {
-  /** A mean event-loop delay over a window above this (ms) marks the process overloaded. */
-  maxEventLoopDelayMs: number;
+  /** A mean event-loop delay over a window above this (ms) marks the process overloaded; unset: no overload check. */
+  maxEventLoopDelayMs?: number;
   /** How often the delay is sampled (ms); default 100. */
   resolutionMs?: number;
   /** Over how long the delay is averaged, and how often overload is decided (ms); default 1000. */
@@ -47,26 +47,28 @@ export const admission = fp(
     // The loop's mean delay over each second, as @fastify/under-pressure measures it, but sampled
     // every 100 ms instead of its fixed 10 ms: ten wakeups a second rather than a hundred. One long
     // stall in an otherwise responsive second is not an overload; a second the loop spent stuck is.
-    const resolution = opts.resolutionMs ?? 100;
-    const windowMs = opts.windowMs ?? 1_000;
-    const histogram = monitorEventLoopDelay({ resolution });
     let overloaded = false;
-    let sampler: NodeJS.Timeout | undefined;
-    // From ready on: the boot's own long turns are not an overload.
-    app.addHook('onReady', async () => {
-      histogram.enable();
-      sampler = setInterval(() => {
-        // No sample at all in a whole window: the loop was stuck throughout.
-        const delay = histogram.count === 0 ? Number.POSITIVE_INFINITY : histogram.mean / 1e6 - resolution;
-        overloaded = delay > opts.maxEventLoopDelayMs;
-        histogram.reset();
-      }, windowMs);
-      sampler.unref();
-    });
-    app.addHook('onClose', async () => {
-      clearInterval(sampler);
-      histogram.disable();
-    });
+    const maxDelay = opts.maxEventLoopDelayMs;
+    if (maxDelay !== undefined) {
+      const resolution = opts.resolutionMs ?? 100;
+      const histogram = monitorEventLoopDelay({ resolution });
+      let sampler: NodeJS.Timeout | undefined;
+      // From ready on: the boot's own long turns are not an overload.
+      app.addHook('onReady', async () => {
+        histogram.enable();
+        sampler = setInterval(() => {
+          // No sample at all in a whole window: the loop was stuck throughout.
+          const delay = histogram.count === 0 ? Number.POSITIVE_INFINITY : histogram.mean / 1e6 - resolution;
+          overloaded = delay > maxDelay;
+          histogram.reset();
+        }, opts.windowMs ?? 1_000);
+        sampler.unref();
+      });
+      app.addHook('onClose', async () => {
+        clearInterval(sampler);
+        histogram.disable();
+      });
+    }
 
     app.addHook('onRequest', function admit(request, _reply, done) {
       if (closing) {
