@@ -65,8 +65,14 @@ export class LeanHistogram {
     this.ordered.length = 0;
   }
 
-  /** What the registry renders: cumulative buckets, +Inf, _sum and _count per label set. */
+  /** As prom-client's Histogram.get(): each value's labels whole (for JSON consumers). */
   get() {
+    const rendered = this.getForPromString();
+    return { ...rendered, values: rendered.values.map(({ labels, sharedLabels, ...value }) => ({ ...value, labels: { ...labels, ...sharedLabels } })) };
+  }
+
+  /** What the registry renders as text: cumulative buckets, +Inf, _sum and _count per label set. */
+  getForPromString() {
     const values: { metricName: string; labels: Record<string, string | number>; sharedLabels: Record<string, string>; value: number }[] = [];
     for (const { labels, counts, sum, count } of this.ordered) {
       let cumulative = 0;

@@ -75,5 +75,11 @@ describe('LeanHistogram', () => {
     const text = await lean.metrics();
     expect(text).toBe(await reference.metrics());
     expect(text).toMatch(/^h_seconds_bucket\{le="0.05",operation="client_secrets",outcome="200"\} 2$/m);
+    // And as JSON, labels whole (prom-client adds exemplar fields, empty without exemplars).
+    const withoutExemplars = (await reference.getMetricsAsJSON()).map((metric) => ({
+      ...metric,
+      values: metric.values.map((value) => Object.fromEntries(Object.entries(value).filter(([key]) => key !== 'exemplar'))),
+    }));
+    expect(await lean.getMetricsAsJSON()).toEqual(withoutExemplars);
   });
 });
