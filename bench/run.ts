@@ -7,7 +7,7 @@ import { SignJWT } from 'jose';
 import { inProcessFigures } from './in-process.js';
 import { realisticFigures } from './realistic.js';
 import { sidebandFigures } from './sideband.js';
-import { cpuMs, ORIGIN, peakRssMb, startBaseline, startFake, startService, stop, type Proc } from './support.js';
+import { cpuMs, ORIGIN, peakRssMb, quantile, startBaseline, startFake, startService, stop, type Proc } from './support.js';
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 8);
 // BENCH_ONLY=realistic, BENCH_ONLY=sideband or BENCH_ONLY=cpu runs one part and prints it, leaving BENCHMARKS.md alone.
@@ -71,7 +71,7 @@ function loadOptions(server: Proc, connections: number, auth: Auth, duration: nu
   };
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+const median = (values: number[]) => quantile([...values].sort((a, b) => a - b), 0.5);
 
 /** Each server's figures over its slices: CPU and answers summed, latency percentiles the median of the slices'. */
 async function loadInTurns(servers: Proc[], connections: number, auth: Auth): Promise<Figures[]> {

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { BODY_LIMIT_BYTES, kib, MAX_HEADER_BYTES } from './limits.js';
 
 // Not `import { STATUS_CODES } from 'node:http'`: node:http as an ES module reads every export, and
-// its lazy WebSocket getters load Node's bundled undici (~13 MB of RSS, 2 MB of heap) for nothing.
+// its lazy WebSocket getters load Node's bundled undici for nothing (measured: 0.8 MB less live heap after boot).
 const { STATUS_CODES } = process.getBuiltinModule('node:http');
 
 /** Why a request was refused: the label of the refusal log line and of the refusals metric. */

@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { Client, Pool } from 'undici';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SITE_ORIGIN } from '../support/app.js';
-import { FakeOpenAI, FAKE_API_KEY } from '../support/fake-openai.js';
-import { startServer, type ServerProcess } from '../support/server-process.js';
+import { FAKE_API_KEY } from '../support/fake-openai.js';
+import { startServer, useProcessFixtures } from '../support/server-process.js';
 
 // Issue 9: 20 connections of refused requests with a large Origin exhausted the heap, because every
 // refusal logged the raw Origin and the async log destination buffered without bound.
@@ -16,18 +16,7 @@ const BIG_ORIGIN = `https://${'a'.repeat(7_000)}.example`;
 // Generous: the old heap alone was capped at 128 MB, and the bounded log buffer is 4 MiB.
 const RSS_BOUND_MB = 300;
 
-let fake: FakeOpenAI;
-let server: ServerProcess | undefined;
-
-beforeEach(async () => {
-  fake = await FakeOpenAI.start({ keepRequests: false });
-});
-
-afterEach(async () => {
-  await server?.stop();
-  server = undefined;
-  await fake.close();
-});
+const p = useProcessFixtures({ keepRequests: false });
 
 /** Peak resident set size of a live process, in MB (VmHWM, Linux). */
 async function peakRssMb(pid: number): Promise<number> {
@@ -61,11 +50,11 @@ function rawExchange(url: string, request: string): Promise<string> {
 describe('a flood of refused requests against a slow stdout', () => {
   it(`keeps the process up, /healthz answering, memory bounded and log lines cut (${CONNECTIONS} connections, ${FLOOD_MS / 1000} s, --max-old-space-size=${HEAP_MB})`, async () => {
     const proc = await startServer(
-      { OPENAI_API_KEY: FAKE_API_KEY, OPENAI_BASE_URL: fake.baseUrl, ALLOWED_ORIGINS: SITE_ORIGIN, LOG_LEVEL: 'info' },
+      { OPENAI_API_KEY: FAKE_API_KEY, OPENAI_BASE_URL: p.fake.baseUrl, ALLOWED_ORIGINS: SITE_ORIGIN, LOG_LEVEL: 'info' },
       undefined,
       { nodeArgs: [`--max-old-space-size=${HEAP_MB}`], slowStdout: { bytesPerTick: 4_096, intervalMs: 100 } },
     );
-    server = proc;
+    p.server = proc;
     const pid = proc.child.pid as number;
     const flood = new Pool(proc.url, { connections: CONNECTIONS, pipelining: 1 });
     const probe = new Client(proc.url);
@@ -132,7 +121,7 @@ describe('a flood of refused requests against a slow stdout', () => {
   }, 60_000);
 
   it('answers a 15 KB Origin with 431 in the envelope, with a request id', async () => {
-    server = await startServer({ OPENAI_API_KEY: FAKE_API_KEY, OPENAI_BASE_URL: fake.baseUrl, ALLOWED_ORIGINS: SITE_ORIGIN });
+    const server = (p.server = await startServer({ OPENAI_API_KEY: FAKE_API_KEY, OPENAI_BASE_URL: p.fake.baseUrl, ALLOWED_ORIGINS: SITE_ORIGIN }));
     const answer = await rawExchange(
       server.url,
       `POST /v1/realtime/token HTTP/1.1\r\nHost: localhost\r\nOrigin: https://${'b'.repeat(15_000)}.example\r\nContent-Length: 0\r\n\r\n`,

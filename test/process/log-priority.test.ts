@@ -1,8 +1,8 @@
 import { Pool } from 'undici';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SITE_ORIGIN } from '../support/app.js';
-import { FakeOpenAI, FAKE_API_KEY } from '../support/fake-openai.js';
-import { startServer, type ServerProcess } from '../support/server-process.js';
+import { FAKE_API_KEY } from '../support/fake-openai.js';
+import { startServer, useProcessFixtures } from '../support/server-process.js';
 import { waitUntil } from '../support/wait.js';
 
 // Issue 16 ("log blinding"): every refused request wrote a refusal line and an access line, so a
@@ -16,18 +16,7 @@ const MINT_EVERY_MS = 250;
 const ORIGIN = `https://${'a'.repeat(240)}.example`;
 const PATH = `/v1/realtime/token?${'q'.repeat(200)}`;
 
-let fake: FakeOpenAI;
-let server: ServerProcess | undefined;
-
-beforeEach(async () => {
-  fake = await FakeOpenAI.start({ keepRequests: false });
-});
-
-afterEach(async () => {
-  await server?.stop();
-  server = undefined;
-  await fake.close();
-});
+const p = useProcessFixtures({ keepRequests: false });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -36,7 +25,7 @@ describe('a flood of refused requests against a slowly read stdout', () => {
     const proc = await startServer(
       {
         OPENAI_API_KEY: FAKE_API_KEY,
-        OPENAI_BASE_URL: fake.baseUrl,
+        OPENAI_BASE_URL: p.fake.baseUrl,
         ALLOWED_ORIGINS: SITE_ORIGIN,
         RATE_LIMIT_PER_MINUTE: '1000',
         MINTS_PER_CLIENT_PER_DAY: '0',
@@ -45,7 +34,7 @@ describe('a flood of refused requests against a slowly read stdout', () => {
       undefined,
       { slowStdout: { bytesPerTick: 4_096, intervalMs: 100, keepLines: true } },
     );
-    server = proc;
+    p.server = proc;
     const flood = new Pool(proc.url, { connections: CONNECTIONS });
     let minting = true;
     let refused = 0;

@@ -2,11 +2,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SITE_ORIGIN } from '../support/app.js';
-import { FakeOpenAI, FAKE_API_KEY } from '../support/fake-openai.js';
+import { describe, expect, it } from 'vitest';
 import { freePort } from '../support/redis-server.js';
-import { builtServerPath, REPO_ROOT, runServerToExit, startServer, type ServerProcess } from '../support/server-process.js';
+import { builtServerPath, REPO_ROOT, runServerToExit, startServer, useProcessFixtures } from '../support/server-process.js';
 
 const PRETEND_NODE_20 = fileURLToPath(new URL('../fixtures/pretend-node-20.mjs', import.meta.url));
 
@@ -59,20 +57,8 @@ describe('a Node older than 24 stops at once with one line saying how to get Nod
 });
 
 describe('the built server with operator settings', () => {
-  let fake: FakeOpenAI;
-  let server: ServerProcess | undefined;
-
-  beforeEach(async () => {
-    fake = await FakeOpenAI.start();
-  });
-
-  afterEach(async () => {
-    await server?.stop();
-    server = undefined;
-    await fake.close();
-  });
-
-  const env = () => ({ OPENAI_API_KEY: FAKE_API_KEY, OPENAI_BASE_URL: fake.baseUrl, ALLOWED_ORIGINS: SITE_ORIGIN });
+  const p = useProcessFixtures();
+  const { env } = p;
 
   it('a half-set auth config (AUTH_ISSUER alone) refuses to boot: exit 1, one line naming it', async () => {
     const result = await runServerToExit({ ...env(), AUTH_ISSUER: 'https://issuer.example', AUTH_AUDIENCE: 'parker' });
@@ -86,9 +72,9 @@ describe('the built server with operator settings', () => {
 
   it('METRICS_PORT: a second listener for /metrics alone, 404 on PORT; both close on SIGTERM', async () => {
     const metricsPort = await freePort();
-    server = await startServer({ ...env(), METRICS_PORT: String(metricsPort) });
+    const server = (p.server = await startServer({ ...env(), METRICS_PORT: String(metricsPort) }));
     const metricsUrl = `http://127.0.0.1:${metricsPort}`;
-    await expect.poll(() => server?.lines.some((l) => l.includes('"listener":"metrics"') && l.includes('Server listening at'))).toBe(true);
+    await expect.poll(() => server.lines.some((l) => l.includes('"listener":"metrics"') && l.includes('Server listening at'))).toBe(true);
     expect((await fetch(`${server.url}/metrics`)).status).toBe(404);
     const scraped = await fetch(`${metricsUrl}/metrics`);
     expect(scraped.status).toBe(200);

@@ -1,23 +1,12 @@
 import { connect } from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeOpenAI, FAKE_API_KEY } from '../support/fake-openai.js';
-import { runServerToExit, startServer, type ServerProcess } from '../support/server-process.js';
+import { describe, expect, it } from 'vitest';
+import { FAKE_API_KEY } from '../support/fake-openai.js';
+import { runServerToExit, startServer, useProcessFixtures } from '../support/server-process.js';
 import { SITE_ORIGIN } from '../support/app.js';
 
-let fake: FakeOpenAI;
-let server: ServerProcess | undefined;
+const p = useProcessFixtures();
 
-beforeEach(async () => {
-  fake = await FakeOpenAI.start();
-});
-
-afterEach(async () => {
-  await server?.stop();
-  server = undefined;
-  await fake.close();
-});
-
-const env = () => ({ OPENAI_API_KEY: FAKE_API_KEY, OPENAI_BASE_URL: fake.baseUrl, ALLOWED_ORIGINS: SITE_ORIGIN });
+const { env } = p;
 
 function portIsClosed(url: string): Promise<boolean> {
   const { port } = new URL(url);
@@ -46,10 +35,10 @@ describe('the built server as a process', () => {
   });
 
   it('on SIGTERM, a mint slower than SHUTDOWN_TIMEOUT_MS still gets an answer (503, retry) before a clean exit', async () => {
-    server = await startServer({ ...env(), SHUTDOWN_TIMEOUT_MS: '1500' });
-    fake.script({ kind: 'hang' });
+    const server = (p.server = await startServer({ ...env(), SHUTDOWN_TIMEOUT_MS: '1500' }));
+    p.fake.script({ kind: 'hang' });
     const inFlight = fetch(`${server.url}/v1/realtime/token`, { method: 'POST', headers: { origin: SITE_ORIGIN } });
-    await fake.waitForMintRequests(1);
+    await p.fake.waitForMintRequests(1);
     server.child.kill('SIGTERM');
     const response = await inFlight;
     expect(response.status).toBe(503);
@@ -60,14 +49,14 @@ describe('the built server as a process', () => {
     const { code } = await server.exited;
     expect(code).toBe(0);
     // one attempt: no retry was started past the shutdown's deadline
-    expect(fake.mintRequests).toHaveLength(1);
+    expect(p.fake.mintRequests).toHaveLength(1);
   });
 
   it('on SIGTERM finishes the mint in flight, closes the port and exits 0', async () => {
-    server = await startServer(env());
-    fake.script({ kind: 'ok', delayMs: 800 });
+    const server = (p.server = await startServer(env()));
+    p.fake.script({ kind: 'ok', delayMs: 800 });
     const inFlight = fetch(`${server.url}/v1/realtime/token`, { method: 'POST', headers: { origin: SITE_ORIGIN } });
-    await fake.waitForMintRequests(1);
+    await p.fake.waitForMintRequests(1);
     server.child.kill('SIGTERM');
     const response = await inFlight;
     expect(response.status).toBe(200);
@@ -80,7 +69,7 @@ describe('the built server as a process', () => {
   });
 
   it('SIGINT also shuts down cleanly', async () => {
-    server = await startServer(env());
+    const server = (p.server = await startServer(env()));
     const health = await fetch(`${server.url}/healthz`);
     expect(health.status).toBe(200);
     server.child.kill('SIGINT');

@@ -1,8 +1,8 @@
 import { Pool } from 'undici';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SITE_ORIGIN } from '../support/app.js';
-import { FakeOpenAI, FAKE_API_KEY } from '../support/fake-openai.js';
-import { startServer, type ServerProcess } from '../support/server-process.js';
+import { FAKE_API_KEY } from '../support/fake-openai.js';
+import { startServer, useProcessFixtures } from '../support/server-process.js';
 
 // Issue 16: pino's synchronous flush at exit waited forever on a stdout pipe nobody read, so
 // SIGTERM never ended the process (not even close-with-grace's own timeout could).
@@ -13,32 +13,21 @@ const EXIT_MARGIN_MS = 3_000;
 // 64 KiB pipe holds (refusals would not do: past 20 a second they are counted, not logged).
 const REQUESTS = 4_000;
 
-let fake: FakeOpenAI;
-let server: ServerProcess | undefined;
-
-beforeEach(async () => {
-  fake = await FakeOpenAI.start({ keepRequests: false });
-});
-
-afterEach(async () => {
-  await server?.stop();
-  server = undefined;
-  await fake.close();
-});
+const p = useProcessFixtures({ keepRequests: false });
 
 describe('SIGTERM while nobody reads stdout', () => {
   it(`exits within SHUTDOWN_TIMEOUT_MS (${SHUTDOWN_TIMEOUT_MS} ms) + ${EXIT_MARGIN_MS} ms with its stdout pipe full`, async () => {
     const proc = await startServer(
       {
         OPENAI_API_KEY: FAKE_API_KEY,
-        OPENAI_BASE_URL: fake.baseUrl,
+        OPENAI_BASE_URL: p.fake.baseUrl,
         ALLOWED_ORIGINS: SITE_ORIGIN,
         SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
       },
       undefined,
       { unreadStdout: true },
     );
-    server = proc;
+    p.server = proc;
     const pool = new Pool(proc.url, { connections: 8 });
     let sent = 0;
     const sender = async () => {

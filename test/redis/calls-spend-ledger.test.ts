@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from '../support/app.js';
+import { expectEnvelope, SITE_ORIGIN, type TestApp } from '../support/app.js';
 import { CROSS_REPLICA_BOUND_MS, PRICED_USAGE, startWatchedCall } from '../support/calls.js';
 import { requireCommand } from '../support/commands.js';
-import { FakeOpenAI } from '../support/fake-openai.js';
-import { REDIS_BACKENDS, type RedisBackend } from '../support/redis-backends.js';
+import type { FakeOpenAI } from '../support/fake-openai.js';
+import { closeTwoReplicas, REDIS_BACKENDS, startTwoReplicas, type RedisBackend } from '../support/redis-backends.js';
 import { waitUntil } from '../support/wait.js';
 
 requireCommand('redis-server', 'apt-get install redis-server');
@@ -16,26 +16,15 @@ describe.each(REDIS_BACKENDS)('the usage ledger prices and caps relayed calls ac
   let a: TestApp;
   let b: TestApp;
 
-  const usageStore = async (t: TestApp) => (await t.app.inject({ url: '/healthz' })).json<{ usage_store: string }>().usage_store;
 
   const watchedCall = (t: TestApp, remoteAddress: string) => startWatchedCall(t.app, fake, remoteAddress);
 
+  // The spend cap on, through the environment only: the call manager's CallSpend is the ledger's.
   beforeAll(async () => {
-    redis = await kind.start();
-    fake = await FakeOpenAI.start();
-    // The spend cap on, through the environment only: the call manager's CallSpend is the ledger's.
-    const env = { ...redis.env, OPENAI_TIMEOUT_MS: '1000', SPEND_PER_CLIENT_PER_DAY_USD: '0.1' };
-    a = await buildTestApp(fake, env);
-    b = await buildTestApp(fake, env);
-    await waitUntil(async () => (await usageStore(a)) === 'redis' && (await usageStore(b)) === 'redis', 'both replicas counting in Redis');
+    ({ redis, fake, a, b } = await startTwoReplicas(kind, { OPENAI_TIMEOUT_MS: '1000', SPEND_PER_CLIENT_PER_DAY_USD: '0.1' }));
   });
 
-  afterAll(async () => {
-    await a?.app.close();
-    await b?.app.close();
-    await fake?.close();
-    await redis?.close();
-  });
+  afterAll(() => closeTwoReplicas({ redis, fake, a, b }));
 
   it('a client\'s calls on both replicas add up; crossing the cap hangs up both, and its next mint is refused naming the spend', async () => {
     const onA = await watchedCall(a, '10.0.0.7');

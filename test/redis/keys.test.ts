@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, ManualClock, SITE_ORIGIN } from '../support/app.js';
 import { callIdOf, endCall, postSdp } from '../support/calls.js';
 import { FakeOpenAI } from '../support/fake-openai.js';
-import { REDIS_BACKENDS, type RedisBackend } from '../support/redis-backends.js';
+import { REDIS_BACKENDS, type RedisBackend, usageStore } from '../support/redis-backends.js';
 import { requireCommand } from '../support/commands.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -71,7 +71,7 @@ describe.each(REDIS_BACKENDS)('keys and scripts ($name)', (kind) => {
       expect(keys).toEqual(expect.arrayContaining(['parker-usage:{g}:day', 'parker-usage:{g}:top', 'parker-usage:{g}:top-expiry']));
       // never fell back: a cross-slot script would have failed and switched to in-process counting
       expect(await health()).toBe('redis');
-      expect((await t.app.inject({ url: '/healthz' })).json<{ usage_store: string }>().usage_store).toBe('redis');
+      expect(await usageStore(t)).toBe('redis');
       expect(t.logs.lines.filter((line) => line.level === 40 && String(line.msg).includes('Redis'))).toEqual([]);
     } finally {
       await t.app.close();

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp, expectEnvelope, SITE_ORIGIN, type TestApp } from '../support/app.js';
+import { expectEnvelope, SITE_ORIGIN, type TestApp } from '../support/app.js';
 import { requireCommand } from '../support/commands.js';
-import { FakeOpenAI } from '../support/fake-openai.js';
-import { REDIS_BACKENDS, type RedisBackend } from '../support/redis-backends.js';
+import type { FakeOpenAI } from '../support/fake-openai.js';
+import { closeTwoReplicas, REDIS_BACKENDS, startTwoReplicas, usageStore, type RedisBackend } from '../support/redis-backends.js';
 import { waitUntil } from '../support/wait.js';
 
 requireCommand('redis-server', 'apt-get install redis-server');
@@ -15,23 +15,13 @@ describe.each(REDIS_BACKENDS)('usage across two replicas on one Redis: caps, the
 
   const mint = (t: TestApp, ip: string) =>
     t.app.inject({ method: 'POST', url: '/v1/realtime/token', remoteAddress: ip, headers: { origin: SITE_ORIGIN } });
-  const usageStore = async (t: TestApp) => (await t.app.inject({ method: 'GET', url: '/healthz' })).json<{ usage_store: string }>().usage_store;
   const env = { SPEND_PER_CLIENT_PER_DAY_USD: '2', GLOBAL_MINTS_PER_DAY: '1000', RATE_LIMIT_PER_MINUTE: '100', MINTS_PER_CLIENT_PER_DAY: '6' };
 
   beforeAll(async () => {
-    redis = await kind.start();
-    fake = await FakeOpenAI.start();
-    a = await buildTestApp(fake, { ...redis.env, ...env });
-    b = await buildTestApp(fake, { ...redis.env, ...env });
-    await waitUntil(async () => (await usageStore(a)) === 'redis' && (await usageStore(b)) === 'redis', 'both replicas counting in Redis');
+    ({ redis, fake, a, b } = await startTwoReplicas(kind, env));
   });
 
-  afterAll(async () => {
-    await a?.app.close();
-    await b?.app.close();
-    await fake?.close();
-    await redis?.close();
-  });
+  afterAll(() => closeTwoReplicas({ redis, fake, a, b }));
 
   it('a client\'s spend adds up across replicas: $2.00 in four secrets, then 429 on either', async () => {
     for (let i = 0; i < 4; i++) expect((await mint(i % 2 === 0 ? a : b, '10.20.0.1')).statusCode).toBe(200);

@@ -1,6 +1,9 @@
 import { Redis, type Cluster } from 'ioredis';
+import { buildTestApp, type Env, type TestApp } from './app.js';
+import { FakeOpenAI } from './fake-openai.js';
 import { RedisCluster } from './redis-cluster.js';
 import { RedisServer } from './redis-server.js';
+import { waitUntil } from './wait.js';
 
 /** A running Redis the service can be pointed at: one server, or a three-master cluster. */
 export interface RedisBackend {
@@ -79,3 +82,33 @@ export const REDIS_BACKENDS: readonly RedisBackendKind[] = [
   { name: 'single Redis', start: single },
   { name: 'three-master Redis Cluster', start: cluster },
 ];
+
+/** What /healthz says the usage ledger counts in: "redis", "fallback" or "memory". */
+export async function usageStore(t: TestApp): Promise<string> {
+  return (await t.app.inject({ method: 'GET', url: '/healthz' })).json<{ usage_store: string }>().usage_store;
+}
+
+export interface TwoReplicas {
+  redis: RedisBackend;
+  fake: FakeOpenAI;
+  a: TestApp;
+  b: TestApp;
+}
+
+/** A Redis of `kind`, a fake OpenAI and two replicas on them, resolved once both count usage in Redis. */
+export async function startTwoReplicas(kind: RedisBackendKind, env: Env): Promise<TwoReplicas> {
+  const redis = await kind.start();
+  const fake = await FakeOpenAI.start();
+  const a = await buildTestApp(fake, { ...redis.env, ...env });
+  const b = await buildTestApp(fake, { ...redis.env, ...env });
+  await waitUntil(async () => (await usageStore(a)) === 'redis' && (await usageStore(b)) === 'redis', 'both replicas counting in Redis');
+  return { redis, fake, a, b };
+}
+
+/** Closes what startTwoReplicas started (whatever part of it did start). */
+export async function closeTwoReplicas(replicas: Partial<TwoReplicas>): Promise<void> {
+  await replicas.a?.app.close();
+  await replicas.b?.app.close();
+  await replicas.fake?.close();
+  await replicas.redis?.close();
+}

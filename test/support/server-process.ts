@@ -1,6 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach } from 'vitest';
+import { SITE_ORIGIN } from './app.js';
+import { FakeOpenAI, FAKE_API_KEY } from './fake-openai.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -17,6 +20,27 @@ export interface ServerProcess {
   stop(): Promise<void>;
   /** With slowStdout or unreadStdout: from now on read stdout as fast as it comes (and keep its lines). */
   readStdoutFully: () => void;
+}
+
+/**
+ * What every process suite sets up: a fresh fake OpenAI before each test and, after it, the server
+ * the test started (assign it to `.server`) stopped and the fake closed. `env()` boots against the fake.
+ */
+export function useProcessFixtures(fakeOptions?: Parameters<typeof FakeOpenAI.start>[0]) {
+  const fixtures = {
+    fake: undefined as unknown as FakeOpenAI,
+    server: undefined as ServerProcess | undefined,
+    env: () => ({ OPENAI_API_KEY: FAKE_API_KEY, OPENAI_BASE_URL: fixtures.fake.baseUrl, ALLOWED_ORIGINS: SITE_ORIGIN }),
+  };
+  beforeEach(async () => {
+    fixtures.fake = await FakeOpenAI.start(fakeOptions);
+  });
+  afterEach(async () => {
+    await fixtures.server?.stop();
+    fixtures.server = undefined;
+    await fixtures.fake.close();
+  });
+  return fixtures;
 }
 
 export function builtServerPath(root = REPO_ROOT): string {
