@@ -160,7 +160,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   await app.register(errorHandling, errorOptions);
   await app.register(requestContext);
   // Event-loop delay, not utilization: a busy but responsive server (ELU near 1 under load) keeps serving.
-  await app.register(admission, { maxEventLoopDelayMs: MAX_EVENT_LOOP_DELAY_MS });
+  await app.register(admission, { maxEventLoopDelayMs: deps.maxEventLoopDelayMs ?? MAX_EVENT_LOOP_DELAY_MS });
   await app.register(clientAddressing, { config, log: logger });
   await app.register(callerAuth, { config, jwt: deps.jwt });
   await app.register(security, { config });

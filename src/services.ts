@@ -39,6 +39,12 @@ export interface AppDeps {
   jwt?: JwtVerifierOptions;
   /** What prices relayed calls' usage and enforces the spend caps (default: no caps). */
   spend?: CallSpend;
+  /**
+   * The event loop's mean delay over a second (ms) above which new work gets 503 (default 1000);
+   * `Infinity` turns the check off. In-process tests share the loop with their runner, whose own
+   * stalls (a busy CI machine) are not the server's overload.
+   */
+  maxEventLoopDelayMs?: number;
 }
 
 /** Everything the service is, apart from HTTP: built once per app, started and closed with it. */
