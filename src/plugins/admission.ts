@@ -14,8 +14,11 @@ declare module 'fastify' {
   }
 }
 
+/** About 28 hours of samples at 100 ms. */
+const RESET_AFTER_SAMPLES = 1_000_000;
+
 export interface AdmissionOptions {
-  /** A mean event-loop delay over a window above this (ms) marks the process overloaded; unset: no overload check. */
+  /** A mean event-loop delay over a window above this (ms) marks the process overloaded; unset or Infinity: no overload check. */
   maxEventLoopDelayMs?: number;
   /** How often the delay is sampled (ms); default 100. */
   resolutionMs?: number;
@@ -49,18 +52,33 @@ export const admission = fp(
     // stall in an otherwise responsive second is not an overload; a second the loop spent stuck is.
     let overloaded = false;
     const maxDelay = opts.maxEventLoopDelayMs;
-    if (maxDelay !== undefined) {
+    if (maxDelay !== undefined && Number.isFinite(maxDelay)) {
       const resolution = opts.resolutionMs ?? 100;
       const histogram = monitorEventLoopDelay({ resolution });
       let sampler: NodeJS.Timeout | undefined;
+      // Each window reads what the histogram gained since the last one. It is not reset per window:
+      // a reset also forgets when the loop last ticked, so a stall that ended just before a window
+      // closed was dropped whenever the window's check ran before the loop's next tick.
+      let seenCount = 0;
+      let seenTotalNs = 0;
       // From ready on: the boot's own long turns are not an overload.
       app.addHook('onReady', async () => {
         histogram.enable();
         sampler = setInterval(() => {
+          const count = histogram.count;
+          const totalNs = count === 0 ? 0 : histogram.mean * count;
+          const added = count - seenCount;
           // No sample at all in a whole window: the loop was stuck throughout.
-          const delay = histogram.count === 0 ? Number.POSITIVE_INFINITY : histogram.mean / 1e6 - resolution;
+          const delay = added === 0 ? Number.POSITIVE_INFINITY : (totalNs - seenTotalNs) / added / 1e6 - resolution;
           overloaded = delay > maxDelay;
-          histogram.reset();
+          seenCount = count;
+          seenTotalNs = totalNs;
+          // A day or more of samples: start over, so the running total stays exact in a double.
+          if (count > RESET_AFTER_SAMPLES) {
+            histogram.reset();
+            seenCount = 0;
+            seenTotalNs = 0;
+          }
         }, opts.windowMs ?? 1_000);
         sampler.unref();
       });
