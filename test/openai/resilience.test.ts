@@ -222,11 +222,16 @@ describe('under pressure', () => {
       // busy
     }
     let refused: Awaited<ReturnType<TestApp['mint']>> | undefined;
+    let reachedOpenAI = false;
     await expect
       .poll(
         async () => {
+          const before = openai.fake.mintRequests.length;
           const response = await t.mint();
-          if (response.statusCode === 503) refused = response;
+          if (response.statusCode === 503) {
+            refused = response;
+            reachedOpenAI = openai.fake.mintRequests.length !== before;
+          }
           return response.statusCode;
         },
         { timeout: 3_000, interval: 20 },
@@ -235,7 +240,13 @@ describe('under pressure', () => {
     const envelope = expectEnvelope(refused!, 503);
     expect(envelope.error.message).toMatch(/overloaded/);
     expect(envelope.error.retry_after).toBe(5);
+    expect(refused!.headers['retry-after']).toBe('5');
+    expect(reachedOpenAI).toBe(false);
     expect((await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+    // The next second without a stall admits new work again (polled on /, which is refused like
+    // any other route while overloaded, so the polling spends no quota).
+    await expect.poll(async () => (await t.app.inject({ method: 'GET', url: '/' })).statusCode, { timeout: 5_000, interval: 20 }).toBe(200);
+    expect((await t.mint()).statusCode).toBe(200);
   });
 });
 

@@ -54,10 +54,7 @@ export interface TestApp {
 export async function buildTestApp(fake: FakeOpenAI, overrides: Env = {}, deps: AppDeps = {}): Promise<TestApp> {
   const config = loadConfig(testEnv(fake.baseUrl, overrides));
   const logs = new LogCapture();
-  // The overload check is off unless a test asks for it: an in-process app shares its event loop
-  // with the test runner, and a stall of the runner's (a loaded CI machine) is not the server's.
-  // test/plugins/admission.test.ts turns it on.
-  const app = await buildApp(config, { logger: createLogger(config, logs), maxEventLoopDelayMs: Number.POSITIVE_INFINITY, ...deps });
+  const app = await buildApp(config, { logger: createLogger(config, logs), ...deps });
   await app.ready();
   const mint = (body: unknown = {}, headers: Record<string, string> = {}) => {
     const options: InjectOptions = {
