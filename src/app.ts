@@ -148,7 +148,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<Fast
   // Before any route: a /v1 route outside the guarded scope refuses to boot.
   app.addHook('onRoute', refuseUnguardedV1);
 
-
   // JSON only (anything else is a 415); an empty body means "all defaults".
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeAllContentTypeParsers();

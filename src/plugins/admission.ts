@@ -73,7 +73,7 @@ export const admission = fp(
           overloaded = delay > maxDelay;
           seenCount = count;
           seenTotalNs = totalNs;
-          // A day or more of samples: start over, so the running total stays exact in a double.
+          // A day or more of samples: start over, so the running total stays well within a double's precision.
           if (count > RESET_AFTER_SAMPLES) {
             histogram.reset();
             seenCount = 0;

@@ -36,7 +36,7 @@ async function site(): Promise<{ server: Server; origin: string }> {
 
 async function startService(fake: FakeOpenAI, origins: string[], logs: LogCapture): Promise<{ app: FastifyInstance; url: string }> {
   const config = loadConfig(testEnv(fake.baseUrl, { ALLOWED_ORIGINS: JSON.stringify(origins) }));
-  // Off as in test/support/app.ts: the browser shares these cores, and its stalls are not the server's.
+  // Overload check off: Chromium shares these cores, and a stall it causes in this process is not the server's.
   const app = await buildApp(config, { logger: createLogger(config, logs), maxEventLoopDelayMs: Number.POSITIVE_INFINITY });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   return { app, url };

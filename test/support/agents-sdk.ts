@@ -140,7 +140,7 @@ export async function startSdkStage(logs: LogCapture): Promise<SdkStage> {
   const fake = await FakeOpenAI.start();
   const site = await sdkSite();
   const config = loadConfig(testEnv(fake.baseUrl, { ALLOWED_ORIGINS: JSON.stringify([site.origin]) }));
-  // Off as in test/support/app.ts: the browser shares these cores, and its stalls are not the server's.
+  // Overload check off: Chromium shares these cores, and a stall it causes in this process is not the server's.
   const app = await buildApp(config, { logger: createLogger(config, logs), maxEventLoopDelayMs: Number.POSITIVE_INFINITY });
   const service = { app, url: await app.listen({ port: 0, host: '127.0.0.1' }) };
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
