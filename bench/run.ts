@@ -49,10 +49,8 @@ const WARMUP_MAX_S = 20;
 const WARMUP_CONNECTIONS = 50;
 
 function warmUp(server: Proc, auth: Auth): Promise<void> {
-  const options = loadOptions(server, WARMUP_CONNECTIONS, auth, 0);
-  delete options.duration;
   return new Promise((resolve) => {
-    const instance = autocannon({ ...options, amount: WARMUP_REQUESTS }, () => {
+    const instance = autocannon({ ...loadOptions(server, WARMUP_CONNECTIONS, auth), amount: WARMUP_REQUESTS }, () => {
       clearTimeout(timer);
       resolve();
     });
@@ -60,14 +58,15 @@ function warmUp(server: Proc, auth: Auth): Promise<void> {
   });
 }
 
-function loadOptions(server: Proc, connections: number, auth: Auth, duration: number): autocannon.Options {
+/** Without a duration: until `amount` requests (the warm-up). */
+function loadOptions(server: Proc, connections: number, auth: Auth, duration?: number): autocannon.Options {
   return {
     url: `${server.url}/v1/realtime/token`,
     method: 'POST',
     headers: { origin: ORIGIN, 'content-type': 'application/json', ...(auth ? { authorization: auth.header } : {}) },
     body: '{}',
     connections,
-    duration,
+    ...(duration !== undefined ? { duration } : {}),
   };
 }
 

@@ -22,7 +22,7 @@ import type { SpendControl } from './usage/spend.js';
 import { createServices, type AppDeps, type Services } from './services.js';
 import { VERSION } from './version.js';
 
-/** A turn of the event loop this late (ms) means overloaded: new work gets 503 until it catches up. */
+/** The event loop's mean delay over a second (ms) above which the process is overloaded: new work gets 503 until a second is not. */
 const MAX_EVENT_LOOP_DELAY_MS = 1_000;
 
 export type { AppDeps } from './services.js';

@@ -30,8 +30,13 @@ let minutePrefix = '';
 let stampedAt = Number.NaN;
 let stamp = '';
 
-/** pino's `,"time":"<ISO 8601>"` for a time in ms, the date and minute formatted once a minute. */
+/**
+ * pino's `,"time":"<ISO 8601>"` for a time in ms, without a Date per line: the date and minute are
+ * formatted once a minute, the rest once per millisecond (a Date and toISOString() on every line
+ * were a few % of a mint).
+ */
 export function isoStamp(now: number): string {
+  if (now === stampedAt) return stamp;
   const intoMinute = now - minuteStart;
   if (!(intoMinute >= 0 && intoMinute < 60_000)) {
     minuteStart = now - (now % 60_000);
@@ -41,21 +46,13 @@ export function isoStamp(now: number): string {
   const ms = now - minuteStart;
   const seconds = Math.floor(ms / 1_000);
   const milli = ms % 1_000;
-  return `${minutePrefix}${seconds < 10 ? '0' : ''}${seconds}.${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z"`;
-}
-
-/**
- * pino's isoTime without a Date per line: the same text, worked out once per millisecond from a
- * prefix made once a minute (a Date and toISOString() on every line were a few % of a mint).
- */
-export function isoTime(): string {
-  const now = Date.now();
-  if (now !== stampedAt) {
-    stampedAt = now;
-    stamp = isoStamp(now);
-  }
+  stampedAt = now;
+  stamp = `${minutePrefix}${seconds < 10 ? '0' : ''}${seconds}.${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z"`;
   return stamp;
 }
+
+/** pino's `timestamp` option: isoStamp of now. */
+export const isoTime = (): string => isoStamp(Date.now());
 
 export function createLogger(
   config: Pick<Config, 'logLevel'> & { openaiApiKey?: string; authJwtSecret?: string; adminToken?: string; metricsToken?: string },

@@ -201,7 +201,7 @@ export class UpstreamTransport {
   private readonly backoffCapMs: number;
   private readonly random: () => number;
   /** Attempts in flight, aborted when a shutdown's time is up: they end with an answer, not a cut. */
-  private readonly inFlight = new Set<{ abort(): void }>();
+  private readonly inFlight = new Set<Exchange>();
   private drained = false;
   private drainDeadline = Number.POSITIVE_INFINITY;
   private keepWarmTimer: NodeJS.Timeout | undefined;

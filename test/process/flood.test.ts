@@ -2,8 +2,6 @@ import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { Client, Pool } from 'undici';
 import { describe, expect, it } from 'vitest';
-import { SITE_ORIGIN } from '../support/app.js';
-import { FAKE_API_KEY } from '../support/fake-openai.js';
 import { startServer, useProcessFixtures } from '../support/server-process.js';
 
 // Issue 9: 20 connections of refused requests with a large Origin exhausted the heap, because every
@@ -50,7 +48,7 @@ function rawExchange(url: string, request: string): Promise<string> {
 describe('a flood of refused requests against a slow stdout', () => {
   it(`keeps the process up, /healthz answering, memory bounded and log lines cut (${CONNECTIONS} connections, ${FLOOD_MS / 1000} s, --max-old-space-size=${HEAP_MB})`, async () => {
     const proc = await startServer(
-      { OPENAI_API_KEY: FAKE_API_KEY, OPENAI_BASE_URL: p.fake.baseUrl, ALLOWED_ORIGINS: SITE_ORIGIN, LOG_LEVEL: 'info' },
+      { ...p.env(), LOG_LEVEL: 'info' },
       undefined,
       { nodeArgs: [`--max-old-space-size=${HEAP_MB}`], slowStdout: { bytesPerTick: 4_096, intervalMs: 100 } },
     );
@@ -121,7 +119,7 @@ describe('a flood of refused requests against a slow stdout', () => {
   }, 60_000);
 
   it('answers a 15 KB Origin with 431 in the envelope, with a request id', async () => {
-    const server = (p.server = await startServer({ OPENAI_API_KEY: FAKE_API_KEY, OPENAI_BASE_URL: p.fake.baseUrl, ALLOWED_ORIGINS: SITE_ORIGIN }));
+    const server = (p.server = await startServer(p.env()));
     const answer = await rawExchange(
       server.url,
       `POST /v1/realtime/token HTTP/1.1\r\nHost: localhost\r\nOrigin: https://${'b'.repeat(15_000)}.example\r\nContent-Length: 0\r\n\r\n`,

@@ -1,7 +1,6 @@
 import { Pool } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { SITE_ORIGIN } from '../support/app.js';
-import { FAKE_API_KEY } from '../support/fake-openai.js';
 import { startServer, useProcessFixtures } from '../support/server-process.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -24,9 +23,7 @@ describe('a flood of refused requests against a slowly read stdout', () => {
   it(`keeps the audit line of every real mint (${MINTS} mints after ${REFUSALS_BEFORE_MINTS} refusals, among ${CONNECTIONS} connections of them)`, async () => {
     const proc = await startServer(
       {
-        OPENAI_API_KEY: FAKE_API_KEY,
-        OPENAI_BASE_URL: p.fake.baseUrl,
-        ALLOWED_ORIGINS: SITE_ORIGIN,
+        ...p.env(),
         RATE_LIMIT_PER_MINUTE: '1000',
         MINTS_PER_CLIENT_PER_DAY: '0',
         LOG_LEVEL: 'info',

@@ -1,7 +1,5 @@
 import { Pool } from 'undici';
 import { describe, expect, it } from 'vitest';
-import { SITE_ORIGIN } from '../support/app.js';
-import { FAKE_API_KEY } from '../support/fake-openai.js';
 import { startServer, useProcessFixtures } from '../support/server-process.js';
 
 // Issue 16: pino's synchronous flush at exit waited forever on a stdout pipe nobody read, so
@@ -19,9 +17,7 @@ describe('SIGTERM while nobody reads stdout', () => {
   it(`exits within SHUTDOWN_TIMEOUT_MS (${SHUTDOWN_TIMEOUT_MS} ms) + ${EXIT_MARGIN_MS} ms with its stdout pipe full`, async () => {
     const proc = await startServer(
       {
-        OPENAI_API_KEY: FAKE_API_KEY,
-        OPENAI_BASE_URL: p.fake.baseUrl,
-        ALLOWED_ORIGINS: SITE_ORIGIN,
+        ...p.env(),
         SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
       },
       undefined,

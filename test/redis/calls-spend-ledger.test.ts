@@ -16,7 +16,6 @@ describe.each(REDIS_BACKENDS)('the usage ledger prices and caps relayed calls ac
   let a: TestApp;
   let b: TestApp;
 
-
   const watchedCall = (t: TestApp, remoteAddress: string) => startWatchedCall(t.app, fake, remoteAddress);
 
   // The spend cap on, through the environment only: the call manager's CallSpend is the ledger's.
