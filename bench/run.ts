@@ -1,7 +1,8 @@
 // npm run bench: self-contained figures for the service against a loopback fake OpenAI, next to a
 // bare baseline on the same fake. Writes BENCHMARKS.md. Figures, not asserts.
-import { writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { SignJWT } from 'jose';
 import { inProcessFigures } from './in-process.js';
@@ -10,7 +11,7 @@ import { sidebandFigures } from './sideband.js';
 import { cpuMs, ORIGIN, peakRssMb, quantile, startBaseline, startFake, startService, stop, type Proc } from './support.js';
 
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 8);
-// BENCH_ONLY=realistic, BENCH_ONLY=sideband or BENCH_ONLY=cpu runs one part and prints it, leaving BENCHMARKS.md alone.
+// BENCH_ONLY=realistic, sideband, cpu or memory runs one part and prints it, leaving BENCHMARKS.md alone.
 const ONLY = process.env.BENCH_ONLY;
 // Caller authentication on (AUTH_JWT_SECRET), every request with the same signed JWT, as a
 // signed-in extension sends it. BENCH_AUTH=hs256 turns it on for BENCH_ONLY=cpu.
@@ -158,6 +159,46 @@ if (ONLY === 'cpu') {
   await stop(service);
   await stop(baseline);
   await stop(fake);
+  process.exit(0);
+}
+if (ONLY === 'memory') {
+  // Where the peak RSS gap sits: the load of the CPU row (50 connections, BENCH_LATENCY, default 0
+  // ms) with bench/memory-probe.mjs preloaded into both processes. BENCH_NODE_ARGS (space-separated)
+  // gives both the same node flags, e.g. --max-old-space-size=256 as a memory-bounded replica has.
+  const latency = Number(process.env.BENCH_LATENCY ?? 0);
+  const flags = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const nodeArgs = ['--import', './bench/memory-probe.mjs', ...flags];
+  const probeFile = (name: string) => join(tmpdir(), `bench-memory-${process.pid}-${name}.json`);
+  const fake = await startFake(latency);
+  const baseline = await startBaseline(fake.url, { MEMORY_PROBE_FILE: probeFile('baseline') }, nodeArgs);
+  const service = await startService(fake.url, { MEMORY_PROBE_FILE: probeFile('service') }, nodeArgs);
+  process.stdout.write(`${HEADER.join('\n')}\n`);
+  await compare(service, baseline, latency, 50);
+  await stop(service);
+  await stop(baseline);
+  await stop(fake);
+  type Probe = { rss: number; v8Heap: number; newSpace: number; oldSpace: number; oldLiveAfterFullGc: number };
+  const read = (name: string): Probe => {
+    const probe = JSON.parse(readFileSync(probeFile(name), 'utf8')) as Probe;
+    rmSync(probeFile(name));
+    return probe;
+  };
+  const [svc, base] = [read('service'), read('baseline')];
+  const line = (label: string, s: number, b: number) => `| ${label} | ${s} | ${b} | ${(s - b).toFixed(1)} |`;
+  process.stdout.write(
+    [
+      '',
+      `| peak, MB${flags.length > 0 ? ` (${flags.join(' ')})` : ''} | service | baseline | difference |`,
+      '|---|---|---|---|',
+      line('RSS', svc.rss, base.rss),
+      line('V8 heap (all spaces)', svc.v8Heap, base.v8Heap),
+      line('new space', svc.newSpace, base.newSpace),
+      line('old space', svc.oldSpace, base.oldSpace),
+      line('old space live after the last full GC', svc.oldLiveAfterFullGc, base.oldLiveAfterFullGc),
+      line('outside the V8 heap (RSS - V8 heap)', Math.round((svc.rss - svc.v8Heap) * 10) / 10, Math.round((base.rss - base.v8Heap) * 10) / 10),
+      '',
+    ].join('\n'),
+  );
   process.exit(0);
 }
 

@@ -102,10 +102,10 @@ function defaultSessionBody(): string {
   return JSON.stringify(buildClientSecretRequest(config, choice, buildInstructions(config, choice)));
 }
 
-export async function startBaseline(baseUrl: string): Promise<Proc> {
+export async function startBaseline(baseUrl: string, extra: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Proc> {
   return launch(
-    ['bench/baseline.mjs'],
-    { OPENAI_BASE_URL: baseUrl, OPENAI_API_KEY: FAKE_API_KEY, BASELINE_BODY: defaultSessionBody() },
+    [...nodeArgs, 'bench/baseline.mjs'],
+    { OPENAI_BASE_URL: baseUrl, OPENAI_API_KEY: FAKE_API_KEY, BASELINE_BODY: defaultSessionBody(), ...extra },
     /Server listening at (http:\/\/127\.0\.0\.1:\d+)/,
   );
 }
