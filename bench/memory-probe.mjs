@@ -1,8 +1,9 @@
 // Preloaded (`node --import ./bench/memory-probe.mjs`) into both the service and the baseline by
-// `BENCH_ONLY=memory`: where a process's peak resident memory sits. Every 50 ms it keeps the highest
-// RSS and size of each V8 heap space; after each full GC, what the old space still holds (its live
-// part). At exit it writes them (MB) as JSON to MEMORY_PROBE_FILE. Plain JavaScript: it must load
-// into plain node.
+// `BENCH_ONLY=memory`: where a process's peak resident memory sits. Every 50 ms it samples RSS and
+// the V8 heap; it keeps the highest RSS with the heap at that moment (the rest of it is outside the
+// V8 heap: native memory), the highest new and old space, and after each full GC what the old space
+// still holds (its live part). At exit it writes them (MB) as JSON to MEMORY_PROBE_FILE. Plain
+// JavaScript: it must load into plain node.
 import { writeFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { setInterval } from 'node:timers';
@@ -10,24 +11,27 @@ import v8 from 'node:v8';
 
 const file = process.env.MEMORY_PROBE_FILE;
 if (file) {
-  const peak = { rss: 0, v8Heap: 0 };
+  const peak = { rss: 0, v8HeapAtRssPeak: 0, newSpace: 0, oldSpace: 0 };
   let oldLiveAfterFullGc = 0;
-  const oldSpaceUsed = () => v8.getHeapSpaceStatistics().find((space) => space.space_name === 'old_space')?.space_used_size ?? 0;
 
   const sample = () => {
-    peak.rss = Math.max(peak.rss, process.memoryUsage.rss());
+    const rss = process.memoryUsage.rss();
     let heap = 0;
     for (const space of v8.getHeapSpaceStatistics()) {
       heap += space.physical_space_size;
-      peak[space.space_name] = Math.max(peak[space.space_name] ?? 0, space.physical_space_size);
+      if (space.space_name === 'new_space') peak.newSpace = Math.max(peak.newSpace, space.physical_space_size);
+      if (space.space_name === 'old_space') peak.oldSpace = Math.max(peak.oldSpace, space.physical_space_size);
     }
-    peak.v8Heap = Math.max(peak.v8Heap, heap);
+    if (rss > peak.rss) {
+      peak.rss = rss;
+      peak.v8HeapAtRssPeak = heap;
+    }
   };
   setInterval(sample, 50).unref();
 
   new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) {
-      if (entry.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) oldLiveAfterFullGc = oldSpaceUsed();
+    if (list.getEntries().some((entry) => entry.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR)) {
+      oldLiveAfterFullGc = v8.getHeapSpaceStatistics().find((space) => space.space_name === 'old_space')?.space_used_size ?? 0;
     }
   }).observe({ entryTypes: ['gc'] });
 
@@ -38,9 +42,10 @@ if (file) {
       file,
       JSON.stringify({
         rss: mb(peak.rss),
-        v8Heap: mb(peak.v8Heap),
-        newSpace: mb(peak.new_space ?? 0),
-        oldSpace: mb(peak.old_space ?? 0),
+        v8HeapAtRssPeak: mb(peak.v8HeapAtRssPeak),
+        outsideV8AtRssPeak: mb(peak.rss - peak.v8HeapAtRssPeak),
+        newSpace: mb(peak.newSpace),
+        oldSpace: mb(peak.oldSpace),
         oldLiveAfterFullGc: mb(oldLiveAfterFullGc),
       }),
     );

@@ -144,61 +144,59 @@ if (ONLY === 'realistic') {
   for (const line of await realisticFigures()) process.stdout.write(`${line}\n`);
   process.exit(0);
 }
-if (ONLY === 'cpu') {
+/** The preload that BENCH_ONLY=memory puts into both processes (bench/memory-probe.mjs), and its report. */
+function memoryProbe() {
+  type Probe = { rss: number; v8HeapAtRssPeak: number; outsideV8AtRssPeak: number; newSpace: number; oldSpace: number; oldLiveAfterFullGc: number };
+  const file = (name: string) => join(tmpdir(), `bench-memory-${process.pid}-${name}.json`);
+  const read = (name: string): Probe => {
+    const probe = JSON.parse(readFileSync(file(name), 'utf8')) as Probe;
+    rmSync(file(name));
+    return probe;
+  };
+  return {
+    nodeArgs: ['--import', './bench/memory-probe.mjs'],
+    env: (name: string) => ({ MEMORY_PROBE_FILE: file(name) }),
+    /** Once both processes have exited: where the peak RSS gap sits. */
+    report(flags: string[]): string {
+      const [svc, base] = [read('service'), read('baseline')];
+      const line = (label: string, key: keyof Probe) => `| ${label} | ${svc[key]} | ${base[key]} | ${(svc[key] - base[key]).toFixed(1)} |`;
+      return [
+        '',
+        `| peak, MB${flags.length > 0 ? ` (${flags.join(' ')})` : ''} | service | baseline | difference |`,
+        '|---|---|---|---|',
+        line('RSS', 'rss'),
+        line('V8 heap (all spaces) at the RSS peak', 'v8HeapAtRssPeak'),
+        line('outside the V8 heap at the RSS peak (native)', 'outsideV8AtRssPeak'),
+        line('new space', 'newSpace'),
+        line('old space', 'oldSpace'),
+        line('old space live after the last full GC', 'oldLiveAfterFullGc'),
+        '',
+      ].join('\n');
+    },
+  };
+}
+
+if (ONLY === 'cpu' || ONLY === 'memory') {
   // The CPU target: 50 connections, 0 ms upstream unless BENCH_LATENCY says otherwise. BENCH_SERVICE_ENV (JSON) adds settings (e.g. auth).
+  // BENCH_NODE_ARGS (space-separated) gives both processes the same node flags, e.g. --max-old-space-size=256
+  // as a memory-bounded replica has. BENCH_ONLY=memory also says where the peak RSS gap sits.
   const auth = process.env.BENCH_AUTH === 'hs256' ? hs256 : undefined;
   const extra = { ...auth?.env, ...(JSON.parse(process.env.BENCH_SERVICE_ENV ?? '{}') as Record<string, string>) };
+  const flags = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const probe = ONLY === 'memory' ? memoryProbe() : undefined;
+  const nodeArgs = [...(probe?.nodeArgs ?? []), ...flags];
   // BENCH_LATENCY sets the fake's latency (ms; default 0).
   const latency = Number(process.env.BENCH_LATENCY ?? 0);
   const fake = await startFake(latency);
-  const baseline = await startBaseline(fake.url);
-  const service = await startService(fake.url, extra);
+  const baseline = await startBaseline(fake.url, probe?.env('baseline'), nodeArgs);
+  const service = await startService(fake.url, { ...extra, ...probe?.env('service') }, nodeArgs);
   process.stdout.write(`${HEADER.join('\n')}\n`);
   await compare(service, baseline, latency, 50, auth);
   process.stdout.write(`Peak RSS: service ${peakRssMb(service.child.pid!)} MB, baseline ${peakRssMb(baseline.child.pid!)} MB.\n`);
   await stop(service);
   await stop(baseline);
   await stop(fake);
-  process.exit(0);
-}
-if (ONLY === 'memory') {
-  // Where the peak RSS gap sits: the load of the CPU row (50 connections, BENCH_LATENCY, default 0
-  // ms) with bench/memory-probe.mjs preloaded into both processes. BENCH_NODE_ARGS (space-separated)
-  // gives both the same node flags, e.g. --max-old-space-size=256 as a memory-bounded replica has.
-  const latency = Number(process.env.BENCH_LATENCY ?? 0);
-  const flags = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const nodeArgs = ['--import', './bench/memory-probe.mjs', ...flags];
-  const probeFile = (name: string) => join(tmpdir(), `bench-memory-${process.pid}-${name}.json`);
-  const fake = await startFake(latency);
-  const baseline = await startBaseline(fake.url, { MEMORY_PROBE_FILE: probeFile('baseline') }, nodeArgs);
-  const service = await startService(fake.url, { MEMORY_PROBE_FILE: probeFile('service') }, nodeArgs);
-  process.stdout.write(`${HEADER.join('\n')}\n`);
-  await compare(service, baseline, latency, 50);
-  await stop(service);
-  await stop(baseline);
-  await stop(fake);
-  type Probe = { rss: number; v8Heap: number; newSpace: number; oldSpace: number; oldLiveAfterFullGc: number };
-  const read = (name: string): Probe => {
-    const probe = JSON.parse(readFileSync(probeFile(name), 'utf8')) as Probe;
-    rmSync(probeFile(name));
-    return probe;
-  };
-  const [svc, base] = [read('service'), read('baseline')];
-  const line = (label: string, s: number, b: number) => `| ${label} | ${s} | ${b} | ${(s - b).toFixed(1)} |`;
-  process.stdout.write(
-    [
-      '',
-      `| peak, MB${flags.length > 0 ? ` (${flags.join(' ')})` : ''} | service | baseline | difference |`,
-      '|---|---|---|---|',
-      line('RSS', svc.rss, base.rss),
-      line('V8 heap (all spaces)', svc.v8Heap, base.v8Heap),
-      line('new space', svc.newSpace, base.newSpace),
-      line('old space', svc.oldSpace, base.oldSpace),
-      line('old space live after the last full GC', svc.oldLiveAfterFullGc, base.oldLiveAfterFullGc),
-      line('outside the V8 heap (RSS - V8 heap)', Math.round((svc.rss - svc.v8Heap) * 10) / 10, Math.round((base.rss - base.v8Heap) * 10) / 10),
-      '',
-    ].join('\n'),
-  );
+  if (probe) process.stdout.write(probe.report(flags));
   process.exit(0);
 }
 

@@ -27,6 +27,53 @@ export interface AdmissionOptions {
 }
 
 /**
+ * The loop's mean delay over each window (a second), as @fastify/under-pressure measures it, but
+ * sampled every 100 ms instead of its fixed 10 ms: ten wakeups a second rather than a hundred. One
+ * long stall in an otherwise responsive second is not an overload; a second the loop spent stuck is.
+ * With no finite `maxEventLoopDelayMs`, nothing is measured and `now` stays false.
+ */
+function watchOverload(app: FastifyInstance, opts: AdmissionOptions): { readonly now: boolean } {
+  const state = { now: false };
+  const maxDelay = opts.maxEventLoopDelayMs;
+  if (maxDelay === undefined || !Number.isFinite(maxDelay)) return state;
+  const resolution = opts.resolutionMs ?? 100;
+  const histogram = monitorEventLoopDelay({ resolution });
+  let sampler: NodeJS.Timeout | undefined;
+  // Each window reads what the histogram gained since the last one. It is not reset per window:
+  // a reset also forgets when the loop last ticked, so a stall that ended just before a window
+  // closed was dropped whenever the window's check ran before the loop's next tick.
+  let seenCount = 0;
+  let seenTotalNs = 0;
+  const decide = () => {
+    const count = histogram.count;
+    const totalNs = count === 0 ? 0 : histogram.mean * count;
+    const added = count - seenCount;
+    // No sample at all in a whole window: the loop was stuck throughout.
+    const delay = added === 0 ? Number.POSITIVE_INFINITY : (totalNs - seenTotalNs) / added / 1e6 - resolution;
+    state.now = delay > maxDelay;
+    seenCount = count;
+    seenTotalNs = totalNs;
+    // A day or more of samples: start over, so the running total stays well within a double's precision.
+    if (count > RESET_AFTER_SAMPLES) {
+      histogram.reset();
+      seenCount = 0;
+      seenTotalNs = 0;
+    }
+  };
+  // From ready on: the boot's own long turns are not an overload.
+  app.addHook('onReady', async () => {
+    histogram.enable();
+    sampler = setInterval(decide, opts.windowMs ?? 1_000);
+    sampler.unref();
+  });
+  app.addHook('onClose', async () => {
+    clearInterval(sampler);
+    histogram.disable();
+  });
+  return state;
+}
+
+/**
  * Whether a new request may start, in one onRequest hook:
  * - while the server closes, a request that still arrives on a kept-alive socket gets 503 in the
  *   one envelope (Fastify's own closing answer is not the envelope, so app.ts turns it off), and
@@ -47,46 +94,7 @@ export const admission = fp(
       closing = true;
     });
 
-    // The loop's mean delay over each second, as @fastify/under-pressure measures it, but sampled
-    // every 100 ms instead of its fixed 10 ms: ten wakeups a second rather than a hundred. One long
-    // stall in an otherwise responsive second is not an overload; a second the loop spent stuck is.
-    let overloaded = false;
-    const maxDelay = opts.maxEventLoopDelayMs;
-    if (maxDelay !== undefined && Number.isFinite(maxDelay)) {
-      const resolution = opts.resolutionMs ?? 100;
-      const histogram = monitorEventLoopDelay({ resolution });
-      let sampler: NodeJS.Timeout | undefined;
-      // Each window reads what the histogram gained since the last one. It is not reset per window:
-      // a reset also forgets when the loop last ticked, so a stall that ended just before a window
-      // closed was dropped whenever the window's check ran before the loop's next tick.
-      let seenCount = 0;
-      let seenTotalNs = 0;
-      // From ready on: the boot's own long turns are not an overload.
-      app.addHook('onReady', async () => {
-        histogram.enable();
-        sampler = setInterval(() => {
-          const count = histogram.count;
-          const totalNs = count === 0 ? 0 : histogram.mean * count;
-          const added = count - seenCount;
-          // No sample at all in a whole window: the loop was stuck throughout.
-          const delay = added === 0 ? Number.POSITIVE_INFINITY : (totalNs - seenTotalNs) / added / 1e6 - resolution;
-          overloaded = delay > maxDelay;
-          seenCount = count;
-          seenTotalNs = totalNs;
-          // A day or more of samples: start over, so the running total stays well within a double's precision.
-          if (count > RESET_AFTER_SAMPLES) {
-            histogram.reset();
-            seenCount = 0;
-            seenTotalNs = 0;
-          }
-        }, opts.windowMs ?? 1_000);
-        sampler.unref();
-      });
-      app.addHook('onClose', async () => {
-        clearInterval(sampler);
-        histogram.disable();
-      });
-    }
+    const overload = watchOverload(app, opts);
 
     app.addHook('onRequest', function admit(request, _reply, done) {
       if (closing) {
@@ -97,7 +105,7 @@ export const admission = fp(
           }),
         );
       }
-      if (overloaded && request.routeOptions.config.servesWhenOverloaded !== true) {
+      if (overload.now && request.routeOptions.config.servesWhenOverloaded !== true) {
         return done(new AppError(503, 'The service is overloaded; try again shortly.', { reason: 'overloaded', retryAfter: 5 }));
       }
       done();
